@@ -1,0 +1,60 @@
+"""Corral's settings, resolved in one place: defaults, then CORRAL_* environment variables, then CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_AGENT_BINARY = PACKAGE_DIR / "agent" / "_bin" / "corral-agent"
+
+RuntimeName = Literal["gvisor", "runc"]
+
+
+class Settings(BaseSettings):
+    """Everything the server, the CLI and the tests configure."""
+
+    model_config = SettingsConfigDict(env_prefix="CORRAL_", extra="forbid")
+
+    data_dir: Path = Path("/var/lib/corral")
+    host: str = "127.0.0.1"
+    port: int = 3000
+    gateway_port: int = 3002
+    # The domain reported to the SDK; `{port}-{sandboxID}.{domain}` Host headers are routed by the gateway.
+    domain: str = "localhost"
+
+    default_runtime: RuntimeName = "gvisor"
+    # ptrace idles at ~0 % CPU per sandbox; systrap forks faster but costs ~2 % of a core per idle sandbox.
+    runsc_platform: Literal["ptrace", "systrap"] = "ptrace"
+    runsc_binary: str = "runsc"
+    runc_binary: str = "runc"
+    agent_binary: Path = DEFAULT_AGENT_BINARY
+
+    default_cpu_count: int = Field(default=2, ge=1)
+    default_memory_mb: int = Field(default=512, ge=64)
+    default_disk_mb: int = Field(default=1024, ge=64)
+    default_timeout_s: int = Field(default=300, ge=1)
+    max_timeout_s: int = Field(default=24 * 3600, ge=1)
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.data_dir / 'corral.db'}"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.data_dir / "templates"
+
+    @property
+    def sandboxes_dir(self) -> Path:
+        return self.data_dir / "sandboxes"
+
+    @property
+    def runsc_root(self) -> Path:
+        return self.data_dir / "runsc-root"
+
+    @property
+    def runc_root(self) -> Path:
+        return self.data_dir / "runc-root"

@@ -1,0 +1,1 @@
+"""How a sandbox is isolated: one module per backend, all behind the `Runtime` protocol."""

@@ -1,0 +1,26 @@
+"""What the gateway needs to know about one live sandbox, handed to it by the lifecycle manager."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+
+@dataclass(frozen=True)
+class Route:
+    sandbox_id: str
+    team_id: str
+    socket_path: Path                        # the agent's HTTP socket on the host (envd, port 49983)
+    secure: bool                             # require X-Access-Token (or a valid signed URL) on envd calls
+    envd_access_token: Optional[str]         # set when secure
+    traffic_access_token: Optional[str]      # required on other ports when set
+
+
+# The gateway calls this on every request; it must be O(1) and never block (an in-memory dict lookup).
+RouteResolver = Callable[[str], Optional[Route]]
+# Called by the gateway on each request that reached a sandbox (idle tracking, later auto-resume).
+ActivityHook = Callable[[str], None]
+
+ENVD_PORT = 49983
+INTERPRETER_PORT = 49999

@@ -1,0 +1,1 @@
+"""The in-sandbox agent: a static Go binary (see build.py)."""

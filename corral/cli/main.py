@@ -1,0 +1,253 @@
+"""The `corral` Typer app: server, keys, sandboxes, templates and the doctor."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from corral.config import Settings
+
+app = typer.Typer(help="Corral: self-hosted sandboxes for AI agents, served over the E2B protocol.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+template_app = typer.Typer(help="Build and list templates.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(template_app, name="template")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Where Corral keeps its state [default: /var/lib/corral].")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ApiUrl = Annotated[str, typer.Option("--api-url", envvar="E2B_API_URL", help="The REST API.")]
+SandboxUrl = Annotated[str, typer.Option("--sandbox-url", envvar="E2B_SANDBOX_URL", help="The sandbox gateway.")]
+ApiKey = Annotated[str, typer.Option("--api-key", envvar="E2B_API_KEY", help="An API key (corral keys create).")]
+
+
+def settings_for(data_dir: Optional[Path], **overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
+    port: Annotated[Optional[int], typer.Option(help="REST API port [default: 3000].")] = None,
+    gateway_port: Annotated[Optional[int], typer.Option(help="Sandbox gateway port [default: 3002].")] = None,
+    data_dir: DataDir = None,
+    runtime: Annotated[Optional[str], typer.Option(help="Default isolation: gvisor or runc.")] = None,
+    domain: Annotated[Optional[str], typer.Option(help="Domain for {port}-{id}.{domain} Host routing.")] = None,
+) -> None:
+    """Run the REST API and the sandbox gateway until interrupted."""
+    from corral.server.run import serve as run_server
+
+    settings = settings_for(data_dir, host=host, port=port, gateway_port=gateway_port, default_runtime=runtime,
+                            domain=domain)
+    asyncio.run(run_server(settings))
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="A name to recognise the key by.")],
+    team: Annotated[str, typer.Option("--team", help="The team the key belongs to (created if new).")] = "default",
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API key and print only the key."""
+    from corral.server.keys import create_key
+
+    print(create_key(settings_for(data_dir), name=name, team=team))
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = None, as_json: JsonOut = False) -> None:
+    """List API keys (never the keys themselves)."""
+    from corral.server.keys import list_keys
+
+    rows = [dict(r) if not isinstance(r, dict) else r for r in list_keys(settings_for(data_dir))]
+    print_rows(rows, as_json, title="API keys")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="The key's id or name.")], data_dir: DataDir = None) -> None:
+    """Revoke an API key: requests with it get 401 from now on."""
+    from corral.server.keys import revoke_key
+
+    revoke_key(settings_for(data_dir), key)
+    console.print(f"revoked {key}")
+
+
+def print_rows(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2, default=str))
+        return
+    table = Table(title=title)
+    columns = list(rows[0]) if rows else []
+    for c in columns:
+        table.add_column(str(c))
+    for r in rows:
+        table.add_row(*(str(r.get(c, "")) for c in columns))
+    console.print(table)
+
+
+def api_client(api_url: str, api_key: str) -> httpx.Client:
+    if not api_key:
+        err_console.print("[red]No API key:[/] pass --api-key or set E2B_API_KEY (corral keys create --name me).")
+        raise typer.Exit(2)
+    return httpx.Client(base_url=api_url, headers={"X-API-KEY": api_key}, timeout=30)
+
+
+def check(r: httpx.Response) -> Any:
+    if r.status_code >= 400:
+        try:
+            message = r.json().get("message", r.text)
+        except ValueError:
+            message = r.text
+        err_console.print(f"[red]error {r.status_code}:[/] {message}")
+        raise typer.Exit(1)
+    return r.json() if r.content else None
+
+
+@app.command("ls")
+def list_sandboxes(api_url: ApiUrl = "http://127.0.0.1:3000", api_key: ApiKey = "", as_json: JsonOut = False) -> None:
+    """List the sandboxes of your team."""
+    with api_client(api_url, api_key) as http:
+        rows: list[dict[str, Any]] = []
+        token: Optional[str] = None
+        while True:
+            params = {"limit": 100, **({"nextToken": token} if token else {})}
+            r = http.get("/v2/sandboxes", params=params)
+            rows.extend(check(r))
+            token = r.headers.get("X-Next-Token")
+            if not token:
+                break
+    keep = ("sandboxID", "templateID", "state", "startedAt", "endAt", "cpuCount", "memoryMB", "metadata")
+    print_rows([{k: row.get(k) for k in keep} for row in rows] if not as_json else rows, as_json, title="Sandboxes")
+
+
+@app.command()
+def kill(sandbox_id: str, api_url: ApiUrl = "http://127.0.0.1:3000", api_key: ApiKey = "") -> None:
+    """Kill a sandbox and free everything it held."""
+    with api_client(api_url, api_key) as http:
+        check(http.delete(f"/sandboxes/{sandbox_id}"))
+    console.print(f"killed {sandbox_id}")
+
+
+def endpoint_for(sandbox_id: str, api_url: str, sandbox_url: str, api_key: str, user: str) -> "SandboxEndpoint":
+    from corral.cli.envd_client import SandboxEndpoint
+
+    with api_client(api_url, api_key) as http:
+        info = check(http.get(f"/sandboxes/{sandbox_id}"))
+    return SandboxEndpoint(sandbox_url=sandbox_url, sandbox_id=sandbox_id,
+                           access_token=info.get("envdAccessToken"), user=user)
+
+
+@app.command(name="exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_command(
+    ctx: typer.Context,
+    sandbox_id: str,
+    user: Annotated[str, typer.Option(help="Run as this user.")] = "user",
+    cwd: Annotated[Optional[str], typer.Option(help="Working directory.")] = None,
+    api_url: ApiUrl = "http://127.0.0.1:3000",
+    sandbox_url: SandboxUrl = "http://127.0.0.1:3002",
+    api_key: ApiKey = "",
+) -> None:
+    """Run a command in a sandbox (`corral exec ID -- CMD ...`), stream its output, exit with its code."""
+    import base64
+    import shlex
+    import sys
+
+    from corral.cli.envd_client import EnvdClient
+
+    if not ctx.args:
+        err_console.print("usage: corral exec ID -- CMD [ARGS...]")
+        raise typer.Exit(2)
+    cmd = ctx.args[0] if len(ctx.args) == 1 else shlex.join(ctx.args)
+    client = EnvdClient(endpoint_for(sandbox_id, api_url, sandbox_url, api_key, user))
+    code = 1
+    try:
+        for event in client.start(cmd, cwd=cwd):
+            if "data" in event:
+                for stream, out in (("stdout", sys.stdout.buffer), ("stderr", sys.stderr.buffer)):
+                    if stream in event["data"]:
+                        out.write(base64.b64decode(event["data"][stream]))
+                        out.flush()
+            elif "end" in event:
+                end = event["end"]
+                code = int(end.get("exitCode", 0 if end.get("exited") else 1))
+    finally:
+        client.close()
+    raise typer.Exit(code)
+
+
+@app.command()
+def shell(
+    sandbox_id: str,
+    user: Annotated[str, typer.Option(help="Log in as this user.")] = "user",
+    api_url: ApiUrl = "http://127.0.0.1:3000",
+    sandbox_url: SandboxUrl = "http://127.0.0.1:3002",
+    api_key: ApiKey = "",
+) -> None:
+    """Open an interactive shell (a PTY) in a sandbox."""
+    from corral.cli.pty_shell import run_shell
+
+    raise typer.Exit(run_shell(endpoint_for(sandbox_id, api_url, sandbox_url, api_key, user)))
+
+
+@app.command()
+def doctor(data_dir: DataDir = None, as_json: JsonOut = False) -> None:
+    """Check runsc, runc, cgroups, overlayfs, debootstrap, disk and the agent; say how to fix what is missing."""
+    from corral.doctor import run_checks
+
+    results = run_checks(settings_for(data_dir))
+    if as_json:
+        print(json.dumps([r.__dict__ for r in results], indent=2))
+    else:
+        for r in results:
+            mark = "[green]ok[/]  " if r.ok else "[red]FAIL[/]"
+            console.print(f"{mark} {r.name}: {r.detail}" + ("" if r.ok else f"\n      fix: {r.fix}"))
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@template_app.command("build")
+def template_build(
+    name: Annotated[str, typer.Argument(help="The template to build: `base`.")] = "base",
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if a cached build exists.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Build a template (today: `base`, Debian bookworm by debootstrap from this machine's mirror)."""
+    from corral.templates.base import build_base_template
+
+    if name != "base":
+        err_console.print(f"[red]unknown template {name!r}[/]: only `base` can be built so far")
+        raise typer.Exit(2)
+    with console.status(f"building template {name}…") as status:
+        def log(line: str) -> None:
+            status.update(f"building template {name}: {line[:100]}")
+            console.log(line)
+        info = build_base_template(settings_for(data_dir), force=force, log=log)
+    console.print(f"[green]built[/] {info.id} at {info.rootfs}")
+
+
+@template_app.command("list")
+def template_list(data_dir: DataDir = None, as_json: JsonOut = False) -> None:
+    """List the templates this server can start sandboxes from."""
+    from corral.templates.store import TemplateStore
+
+    rows = [t.model_dump(mode="json") for t in TemplateStore(settings_for(data_dir)).list()]
+    print_rows(rows, as_json, title="Templates")
+
+
+def main() -> None:
+    os.environ.setdefault("COLUMNS", "120")
+    app()

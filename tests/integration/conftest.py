@@ -1,0 +1,61 @@
+"""Integration fixtures: one real Corral server per test session, driven by the stock e2b SDK."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.corral_server import BASE_TEMPLATES, CorralServer
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = None
+    if os.geteuid() != 0:
+        reason = "integration tests need root"
+    elif not (BASE_TEMPLATES / "base" / "rootfs" / "bin").exists():
+        reason = f"base template not built at {BASE_TEMPLATES}/base (run: corral template build base)"
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def corral_server() -> Iterator[CorralServer]:
+    data_dir = Path(tempfile.mkdtemp(prefix="corral-it-"))
+    server = CorralServer(data_dir=data_dir)
+    server.prepare()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        print(server.log_tail(200))
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def api_key(corral_server: CorralServer) -> str:
+    return corral_server.create_key("integration")
+
+
+@pytest.fixture
+def e2b(corral_server: CorralServer, api_key: str, monkeypatch: pytest.MonkeyPatch) -> CorralServer:
+    monkeypatch.setenv("E2B_API_URL", corral_server.api_url)
+    monkeypatch.setenv("E2B_SANDBOX_URL", corral_server.sandbox_url)
+    monkeypatch.setenv("E2B_API_KEY", api_key)
+    monkeypatch.delenv("E2B_DEBUG", raising=False)
+    monkeypatch.delenv("E2B_DOMAIN", raising=False)
+    return corral_server
+
+
+@pytest.fixture(params=["gvisor", "runc"])
+def tier(request: pytest.FixtureRequest) -> str:
+    """The isolation tier a test's sandboxes use; every SDK test runs on both."""
+    return str(request.param)

@@ -1,0 +1,120 @@
+"""Start and stop a real `corral serve` on loopback for integration tests, and check what it leaves behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+BASE_TEMPLATES = Path(os.environ.get("CORRAL_BASE_TEMPLATES", "/var/lib/corral/templates"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class CorralServer:
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    gateway_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def sandbox_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def prepare(self) -> None:
+        """Give the data dir the machine's built templates (read-only lowers, shared safely)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        link = self.data_dir / "templates"
+        if not link.exists():
+            link.symlink_to(BASE_TEMPLATES)
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "corral.cli.main", *args, "--data-dir", str(self.data_dir)],
+                             capture_output=True, text=True, timeout=60)
+        if out.returncode != 0:
+            raise RuntimeError(f"corral {' '.join(args)} failed: {out.stderr}")
+        return out.stdout.strip()
+
+    def create_key(self, name: str = "tests", team: str = "default") -> str:
+        return self.cli("keys", "create", "--name", name, "--team", team)
+
+    def start(self, extra: tuple[str, ...] = ()) -> None:
+        self.log_path = self.data_dir / f"server-{self.port}.log"
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "corral.cli.main", "serve", "--data-dir", str(self.data_dir),
+             "--port", str(self.port), "--gateway-port", str(self.gateway_port), *extra],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"corral serve exited {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.api_url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"corral serve did not become healthy:\n{self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def log_tail(self, n: int = 60) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+
+def leftovers(data_dir: Path, sandbox_ids: list[str] | None = None) -> list[str]:
+    """Everything a killed sandbox could leave on the host: processes, mounts, loop devices, cgroups, dirs."""
+    found: list[str] = []
+    data = str(data_dir.resolve())
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if ("runsc" in cmdline or "runc" in cmdline or "corral-agent" in cmdline) and data in cmdline:
+            found.append(f"process {pid}: {cmdline[:200]}")
+        elif sandbox_ids and any(sid in cmdline for sid in sandbox_ids) and "pytest" not in cmdline:
+            found.append(f"process {pid}: {cmdline[:200]}")
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        if data in line:
+            found.append(f"mount: {line}")
+    losetup = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    found += [f"loop: {l}" for l in losetup.splitlines() if data in l]
+    sandboxes = data_dir / "sandboxes"
+    if sandboxes.exists():
+        found += [f"dir: {p}" for p in sandboxes.iterdir()]
+    for sid in sandbox_ids or []:
+        for controller in Path("/sys/fs/cgroup").iterdir():
+            for candidate in controller.rglob(sid) if controller.is_dir() else []:
+                found.append(f"cgroup: {candidate}")
+    return found

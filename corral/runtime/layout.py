@@ -1,0 +1,200 @@
+"""Per-sandbox directory layout: the ext4 writable layer (size quota), the overlay rootfs, and their teardown."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.errors import RuntimeFailure
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+MNT_DETACH = 2
+
+# No journal, lazy inode tables, no discard: ~3 ms for a sparse 1 GiB image (measured), and the image stays sparse.
+MKFS_ARGS = ["-F", "-q", "-m", "0", "-O", "^has_journal", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"]
+# noinit_itable: the sparse file already reads as zeros, so the kernel need not zero the inode tables (and inflate it).
+LAYER_MOUNT_OPTS = "loop,noatime,noinit_itable"
+RUNTIME_MARKER = "runtime"   # file in the sandbox dir naming the backend that owns it
+
+
+@dataclass(frozen=True)
+class SandboxLayout:
+    """Where every piece of one sandbox lives on the host (see docs/architecture.md)."""
+
+    dir: Path
+
+    @classmethod
+    def of(cls, sandboxes_dir: Path, sandbox_id: str) -> SandboxLayout:
+        return cls(Path(sandboxes_dir) / sandbox_id)
+
+    @property
+    def sandbox_id(self) -> str:
+        return self.dir.name
+
+    @property
+    def layer_img(self) -> Path:
+        return self.dir / "layer.img"
+
+    @property
+    def layer(self) -> Path:
+        return self.dir / "layer"
+
+    @property
+    def upper(self) -> Path:
+        return self.layer / "upper"
+
+    @property
+    def work(self) -> Path:
+        return self.layer / "work"
+
+    @property
+    def rootfs(self) -> Path:
+        return self.dir / "rootfs"
+
+    @property
+    def run(self) -> Path:
+        return self.dir / "run"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.run / "agent.sock"
+
+    @property
+    def bundle(self) -> Path:
+        return self.dir / "bundle"
+
+    @property
+    def config_json(self) -> Path:
+        return self.bundle / "config.json"
+
+    @property
+    def agent_log(self) -> Path:
+        return self.dir / "agent.log"
+
+    @property
+    def marker(self) -> Path:
+        return self.dir / RUNTIME_MARKER
+
+    def owner(self) -> str | None:
+        """The backend name recorded at create time, or None when unknown (crashed before it was written)."""
+        try:
+            return self.marker.read_text().strip() or None
+        except OSError:
+            return None
+
+
+def _mount(source: str, target: Path, fstype: str, flags: int = 0, data: str = "") -> None:
+    if _libc.mount(source.encode(), str(target).encode(), fstype.encode(), flags, data.encode() or None) != 0:
+        err = ctypes.get_errno()
+        raise RuntimeFailure(f"mount {fstype} on {target}: {os.strerror(err)}")
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as \\ooo octal."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def is_mountpoint(path: Path) -> bool:
+    """True when something is mounted exactly at `path` (per /proc/self/mountinfo, which sees overlay-on-same-dev)."""
+    target = str(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if _unescape(line.split(" ", 5)[4]) == target:
+                return True
+    return False
+
+
+async def _run(*argv: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeFailure(f"{' '.join(argv)} failed ({proc.returncode}): {out.decode(errors='replace').strip()}")
+
+
+async def create_layer(layout: SandboxLayout, disk_mb: int) -> None:
+    """Make the sparse ext4 image of `disk_mb` MiB and loop-mount it on layer/ (the loop device auto-clears on umount)."""
+    fd = os.open(layout.layer_img, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+    try:
+        os.ftruncate(fd, disk_mb << 20)     # sparse: costs no disk until written
+    finally:
+        os.close(fd)
+    await _run("mkfs.ext4", *MKFS_ARGS, str(layout.layer_img))
+    layout.layer.mkdir(exist_ok=True)
+    await _run("mount", "-t", "ext4", "-o", LAYER_MOUNT_OPTS, str(layout.layer_img), str(layout.layer))
+    layout.upper.mkdir(exist_ok=True)
+    layout.work.mkdir(exist_ok=True)
+
+
+def mount_rootfs(layout: SandboxLayout, template_rootfs: Path, mountpoints: list[str]) -> None:
+    """Overlay template_rootfs (lower) + layer/upper on rootfs/, then create `mountpoints` (they land in the upper)."""
+    if not template_rootfs.is_dir():
+        raise RuntimeFailure(f"template rootfs {template_rootfs} is not a directory")
+    layout.rootfs.mkdir(exist_ok=True)
+    opts = f"lowerdir={template_rootfs},upperdir={layout.upper},workdir={layout.work}"
+    _mount("overlay", layout.rootfs, "overlay", 0, opts)
+    for rel in mountpoints:
+        target = layout.rootfs / rel.lstrip("/")
+        if rel.endswith("/"):
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch(exist_ok=True)
+
+
+def _umount(path: Path) -> None:
+    """Unmount `path` if mounted; a busy mount is detached lazily so teardown never hangs on it."""
+    if not is_mountpoint(path):
+        return
+    if _libc.umount2(str(path).encode(), 0) == 0:
+        return
+    err = ctypes.get_errno()
+    if err == errno.EINVAL:        # raced: not mounted any more
+        return
+    if err == errno.EBUSY and _libc.umount2(str(path).encode(), MNT_DETACH) == 0:
+        return
+    raise RuntimeFailure(f"umount {path}: {os.strerror(err)}")
+
+
+def loops_backed_by(image: Path) -> list[str]:
+    """Loop devices whose backing file is `image` (read from sysfs: no fork, unlike `losetup -j`)."""
+    found = []
+    want = str(image)
+    for bf in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            name = bf.read_text().strip().removesuffix(" (deleted)")
+        except OSError:
+            continue
+        if name == want:
+            found.append("/dev/" + bf.parent.parent.name)
+    return found
+
+
+async def _detach_loops(image: Path) -> None:
+    """Detach loop devices still backed by `image` (autoclear normally frees them; this covers crashes/lazy umounts)."""
+    for dev in loops_backed_by(image):
+        await _run("losetup", "-d", dev)
+
+
+async def teardown(layout: SandboxLayout) -> None:
+    """Unmount rootfs and layer, free the loop device, remove the sandbox dir. Idempotent."""
+    if not layout.dir.exists():
+        return
+    _umount(layout.rootfs)
+    _umount(layout.layer)
+    if layout.layer_img.exists():
+        await _detach_loops(layout.layer_img)
+    # Never follow into something still mounted: rmtree would delete a template's files through a live overlay.
+    for p in (layout.rootfs, layout.layer):
+        if is_mountpoint(p):
+            raise RuntimeFailure(f"{p} is still mounted; refusing to remove {layout.dir}")
+    shutil.rmtree(layout.dir, ignore_errors=False)

@@ -1,0 +1,6 @@
+"""Corral's state: SQLAlchemy models for teams, API keys and sandboxes, and the migrated database handle."""
+
+from corral.db.engine import Database, open_database
+from corral.db.models import ApiKey, Base, SandboxRecord, Team
+
+__all__ = ["ApiKey", "Base", "Database", "SandboxRecord", "Team", "open_database"]

@@ -1,0 +1,83 @@
+"""SQLAlchemy 2 models: teams, their API keys (hashed) and their sandboxes (one row per sandbox ever started)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite forgets the zone; we put it back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect: Dialect) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime stored; use timezone-aware UTC")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: Optional[datetime], dialect: Dialect) -> Optional[datetime]:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # sha256 of the whole key: the plaintext is shown once at creation and never stored.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # First characters of the key, enough for a human to recognise it in `corral keys list`.
+    key_prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SandboxRecord(Base):
+    __tablename__ = "sandboxes"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), index=True)
+    template_id: Mapped[str] = mapped_column(String(200))
+    alias: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
+    runtime: Mapped[str] = mapped_column(String(32))
+    # "running" or "killed"; killed rows are kept as history and never served by the API.
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    cpu_count: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    disk_mb: Mapped[int] = mapped_column(Integer)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    secure: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Kept in clear: connect must hand it back to the SDK and the gateway compares it on every request.
+    envd_access_token: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
+    traffic_access_token: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
+    allow_internet_access: Mapped[Optional[bool]] = mapped_column(Boolean, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    end_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    killed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime(), nullable=True)

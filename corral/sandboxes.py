@@ -1,0 +1,335 @@
+"""The lifecycle manager: creates, times out, kills and re-attaches sandboxes, and owns the live route table."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Optional, Protocol
+
+import httpx
+from sqlalchemy import select
+
+from corral.config import Settings
+from corral.db import Database, SandboxRecord, open_database
+from corral.db.models import utcnow
+from corral.errors import CorralError, InvalidRequestError, NotFoundError, RuntimeFailure
+from corral.ids import new_access_token, new_sandbox_id
+from corral.runtime.base import Runtime, SandboxSpec
+from corral.server.route import Route
+
+log = logging.getLogger(__name__)
+
+# Metadata key a client may set to choose the isolation backend of one sandbox ("gvisor" or "runc").
+RUNTIME_METADATA_KEY = "corral.runtime"
+RUNNING = "running"
+KILLED = "killed"
+DEFAULT_USER = "user"
+_DESTROY_ATTEMPTS = 5
+
+
+class TemplateLike(Protocol):
+    id: str
+    rootfs: Path
+    envs: dict[str, str]
+    workdir: str
+    user: str
+    runtime: Optional[str]
+
+    @property
+    def alias(self) -> Optional[str]: ...
+
+
+class TemplateSource(Protocol):
+    def get(self, id_or_alias: str) -> TemplateLike: ...
+
+
+# POSTs the envd /init body to the agent listening on a host unix socket.
+AgentInit = Callable[[Path, dict[str, Any]], Awaitable[None]]
+
+
+async def init_agent(socket_path: Path, body: dict[str, Any], timeout: float = 15.0) -> None:
+    """Hand the agent its env vars, access token and defaults (envd `POST /init`, answered 204)."""
+    transport = httpx.AsyncHTTPTransport(uds=str(socket_path))
+    try:
+        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+            resp = await client.post("http://agent/init", json=body)
+    except httpx.HTTPError as e:
+        raise RuntimeFailure(f"sandbox agent did not answer /init: {e!r}") from e
+    if resp.status_code >= 300:
+        raise RuntimeFailure(f"sandbox agent refused /init: {resp.status_code} {resp.text[:200]}")
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """One validated create call, whatever API version it came through."""
+
+    team_id: str
+    template: str
+    timeout_s: int
+    metadata: dict[str, str] = field(default_factory=dict)
+    env_vars: dict[str, str] = field(default_factory=dict)
+    secure: bool = True
+    allow_internet_access: Optional[bool] = None
+    # E2B requires a traffic token on non-envd ports only when public traffic is switched off.
+    require_traffic_token: bool = False
+
+
+class SandboxManager:
+    """All sandbox state changes go through here; the DB row and the in-memory route move together."""
+
+    def __init__(self, settings: Settings, runtimes: dict[str, Runtime], templates: TemplateSource, *,
+                 db: Optional[Database] = None, agent_init: AgentInit = init_agent) -> None:
+        self.settings = settings
+        self.runtimes = runtimes
+        self.templates = templates
+        self.db = db if db is not None else open_database(settings.db_url)
+        self._agent_init = agent_init
+        self._routes: dict[str, Route] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._last_activity: dict[str, float] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ---- gateway hooks (hot path: O(1), never block) ----
+
+    def route(self, sandbox_id: str) -> Optional[Route]:
+        return self._routes.get(sandbox_id)
+
+    def touch(self, sandbox_id: str) -> None:
+        if sandbox_id in self._routes:
+            self._last_activity[sandbox_id] = time.monotonic()
+
+    # ---- create ----
+
+    def _check_timeout(self, timeout_s: int, field_name: str = "timeout") -> None:
+        if timeout_s < 0 or timeout_s > self.settings.max_timeout_s:
+            raise InvalidRequestError(
+                f"{field_name}: must be between 0 and {self.settings.max_timeout_s} seconds, got {timeout_s}")
+
+    def _pick_runtime(self, req: CreateRequest, template: TemplateLike) -> str:
+        wanted = req.metadata.get(RUNTIME_METADATA_KEY)
+        name = wanted or template.runtime or self.settings.default_runtime
+        if name not in self.runtimes:
+            where = f"metadata.{RUNTIME_METADATA_KEY}" if wanted else "runtime"
+            raise InvalidRequestError(f"{where}: runtime {name!r} is not available on this server "
+                                      f"(available: {', '.join(sorted(self.runtimes)) or 'none'})")
+        return name
+
+    async def create(self, req: CreateRequest) -> SandboxRecord:
+        """Start a sandbox and return its row; on any failure nothing is left (no row, no route, no runtime state)."""
+        self._check_timeout(req.timeout_s)
+        template = self.templates.get(req.template)  # NotFoundError -> 404 with the store's message
+        runtime_name = self._pick_runtime(req, template)
+        runtime = self.runtimes[runtime_name]
+        sandbox_id = new_sandbox_id()
+        envd_token = new_access_token() if req.secure else None
+        traffic_token = new_access_token() if req.require_traffic_token else None
+        spec = SandboxSpec(
+            sandbox_id=sandbox_id, template_rootfs=template.rootfs, cpu_count=self.settings.default_cpu_count,
+            memory_mb=self.settings.default_memory_mb, disk_mb=self.settings.default_disk_mb,
+            env=dict(template.envs))
+        init_body: dict[str, Any] = {
+            "envVars": dict(req.env_vars), "defaultUser": template.user or DEFAULT_USER,
+            "defaultWorkdir": template.workdir, "timestamp": utcnow().isoformat().replace("+00:00", "Z")}
+        if envd_token:
+            init_body["accessToken"] = envd_token
+        started = time.monotonic()
+        try:
+            handle = await runtime.create(spec)
+            await self._agent_init(handle.socket_path, init_body)
+            now = utcnow()
+            record = SandboxRecord(
+                id=sandbox_id, team_id=req.team_id, template_id=template.id, alias=template.alias,
+                runtime=runtime_name, state=RUNNING, cpu_count=spec.cpu_count, memory_mb=spec.memory_mb,
+                disk_mb=spec.disk_mb, metadata_=dict(req.metadata), secure=req.secure,
+                envd_access_token=envd_token, traffic_access_token=traffic_token,
+                allow_internet_access=req.allow_internet_access, started_at=now,
+                end_at=now + timedelta(seconds=req.timeout_s))
+            with self.db.session() as s:
+                s.add(record)
+        except BaseException as e:
+            # Shielded: a cancelled request must still not leave a half-created sandbox behind.
+            await asyncio.shield(self._destroy_now(runtime, sandbox_id))
+            if isinstance(e, CorralError) or not isinstance(e, Exception):
+                raise
+            raise RuntimeFailure(f"could not start sandbox: {e}") from e
+        self._register(record, handle.socket_path)
+        log.info("sandbox %s started (%s, template %s) in %.2fs", sandbox_id, runtime_name, template.id,
+                 time.monotonic() - started)
+        return record
+
+    async def _destroy_now(self, runtime: Runtime, sandbox_id: str) -> None:
+        try:
+            await runtime.destroy(sandbox_id)
+        except Exception:
+            log.exception("cleanup of half-created sandbox %s failed; start() will retry", sandbox_id)
+
+    def _register(self, record: SandboxRecord, socket_path: Path) -> None:
+        self._routes[record.id] = Route(
+            sandbox_id=record.id, team_id=record.team_id, socket_path=socket_path, secure=record.secure,
+            envd_access_token=record.envd_access_token, traffic_access_token=record.traffic_access_token)
+        self._schedule(record.id, record.end_at)
+
+    # ---- timers ----
+
+    def _schedule(self, sandbox_id: str, end_at: datetime) -> None:
+        old = self._timers.pop(sandbox_id, None)
+        if old is not None:
+            old.cancel()
+        delay = max(0.0, (end_at - utcnow()).total_seconds())
+        loop = asyncio.get_running_loop()
+        self._timers[sandbox_id] = loop.call_later(delay, self._on_expire, sandbox_id)
+
+    def _on_expire(self, sandbox_id: str) -> None:
+        self._timers.pop(sandbox_id, None)
+        log.info("sandbox %s reached its timeout", sandbox_id)
+        self._spawn(self._kill(sandbox_id))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ---- queries ----
+
+    def get(self, sandbox_id: str, team_id: str) -> SandboxRecord:
+        """A running sandbox of this team; another team's sandbox is reported exactly like a missing one."""
+        with self.db.session() as s:
+            row = s.get(SandboxRecord, sandbox_id)
+        if row is None or row.team_id != team_id or row.state != RUNNING:
+            raise NotFoundError(f"sandbox {sandbox_id!r} not found")
+        return row
+
+    def list(self, team_id: str, *, metadata: Optional[dict[str, str]] = None, template: Optional[str] = None,
+             started_after: Optional[datetime] = None) -> list[SandboxRecord]:
+        """Running sandboxes of a team matching every filter (metadata: all pairs must match exactly)."""
+        with self.db.session() as s:
+            rows = list(s.scalars(select(SandboxRecord).where(SandboxRecord.team_id == team_id,
+                                                               SandboxRecord.state == RUNNING)))
+        out = []
+        for row in rows:
+            if metadata and any(row.metadata_.get(k) != v for k, v in metadata.items()):
+                continue
+            if template and template not in (row.template_id, row.alias):
+                continue
+            if started_after and row.started_at < started_after:
+                continue
+            out.append(row)
+        return out
+
+    # ---- timeouts ----
+
+    def _update_end(self, sandbox_id: str, team_id: str, timeout_s: int, *, only_extend: bool,
+                    field_name: str) -> SandboxRecord:
+        self._check_timeout(timeout_s, field_name)
+        self.get(sandbox_id, team_id)
+        with self.db.session() as s:
+            row = s.get(SandboxRecord, sandbox_id)
+            if row is None or row.state != RUNNING:
+                raise NotFoundError(f"sandbox {sandbox_id!r} not found")
+            new_end = utcnow() + timedelta(seconds=timeout_s)
+            if not only_extend or new_end > row.end_at:
+                row.end_at = new_end
+        self._schedule(sandbox_id, row.end_at)
+        return row
+
+    def set_timeout(self, sandbox_id: str, team_id: str, timeout_s: int) -> SandboxRecord:
+        """The sandbox now ends `timeout_s` from now (shorter or longer than before)."""
+        return self._update_end(sandbox_id, team_id, timeout_s, only_extend=False, field_name="timeout")
+
+    def extend(self, sandbox_id: str, team_id: str, timeout_s: int, field_name: str = "timeout") -> SandboxRecord:
+        """Connect/refresh: the sandbox lives at least `timeout_s` more; an end already later is kept."""
+        return self._update_end(sandbox_id, team_id, timeout_s, only_extend=True, field_name=field_name)
+
+    # ---- kill ----
+
+    async def kill(self, sandbox_id: str, team_id: str) -> None:
+        self.get(sandbox_id, team_id)
+        await self._kill(sandbox_id)
+
+    async def _kill(self, sandbox_id: str) -> None:
+        # Unroutable at once; the slow teardown runs in the background with retries.
+        self._routes.pop(sandbox_id, None)
+        self._last_activity.pop(sandbox_id, None)
+        timer = self._timers.pop(sandbox_id, None)
+        if timer is not None:
+            timer.cancel()
+        with self.db.session() as s:
+            row = s.get(SandboxRecord, sandbox_id)
+            if row is None or row.state != RUNNING:
+                return
+            row.state = KILLED
+            row.killed_at = utcnow()
+            runtime_name = row.runtime
+        self._spawn(self._destroy_reliably(runtime_name, sandbox_id))
+
+    async def _destroy_reliably(self, runtime_name: str, sandbox_id: str) -> None:
+        runtime = self.runtimes.get(runtime_name)
+        if runtime is None:
+            log.error("sandbox %s: runtime %r is not configured; cannot destroy it", sandbox_id, runtime_name)
+            return
+        for attempt in range(1, _DESTROY_ATTEMPTS + 1):
+            try:
+                await runtime.destroy(sandbox_id)
+                log.info("sandbox %s destroyed", sandbox_id)
+                return
+            except Exception:
+                log.exception("destroying sandbox %s failed (attempt %d/%d)", sandbox_id, attempt, _DESTROY_ATTEMPTS)
+                await asyncio.sleep(min(0.5 * 2 ** attempt, 10.0))
+        # The row says killed, so the next start() destroys whatever is left.
+        log.error("sandbox %s could not be destroyed; it will be retried at next server start", sandbox_id)
+
+    # ---- server start / stop ----
+
+    async def start(self) -> None:
+        """Re-attach to sandboxes that survived a server restart; destroy everything else the runtimes hold."""
+        with self.db.session() as s:
+            rows = list(s.scalars(select(SandboxRecord).where(SandboxRecord.state == RUNNING)))
+        kept: set[str] = set()
+        dead: set[str] = set()
+        now = utcnow()
+        for row in rows:
+            runtime = self.runtimes.get(row.runtime)
+            alive = False
+            if runtime is not None:
+                try:
+                    alive = await runtime.is_alive(row.id)
+                except Exception:
+                    log.exception("sandbox %s: is_alive failed; treating it as dead", row.id)
+            if alive and runtime is not None and row.end_at > now:
+                try:
+                    handle = runtime.handle_for(row.id)
+                except Exception:
+                    log.exception("sandbox %s: no handle; treating it as dead", row.id)
+                else:
+                    self._register(row, handle.socket_path)
+                    kept.add(row.id)
+                    log.info("re-attached sandbox %s (ends %s)", row.id, row.end_at.isoformat())
+                    continue
+            log.info("sandbox %s did not survive the restart (alive=%s); cleaning up", row.id, alive)
+            dead.add(row.id)
+            await self._kill(row.id)
+        for name, runtime in self.runtimes.items():
+            try:
+                ids = await runtime.list_sandbox_ids()
+            except Exception:
+                log.exception("runtime %s: cannot list its sandboxes", name)
+                continue
+            for sandbox_id in ids:
+                if sandbox_id not in kept and sandbox_id not in dead and sandbox_id not in self._routes:
+                    log.info("removing leftover sandbox %s (%s)", sandbox_id, name)
+                    self._spawn(self._destroy_reliably(name, sandbox_id))
+
+    async def close(self, drain_s: float = 30.0) -> None:
+        """Server stop: sandboxes keep running (start() re-attaches); timers stop; pending teardowns get drain_s."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        if self._background:
+            done, pending = await asyncio.wait(set(self._background), timeout=drain_s)
+            for task in pending:
+                task.cancel()
+        self._routes.clear()

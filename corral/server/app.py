@@ -1,0 +1,26 @@
+"""The REST control plane as a FastAPI app: `create_app(settings, manager)`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Response
+
+from corral import __version__
+from corral.config import Settings
+from corral.sandboxes import SandboxManager
+from corral.server.api_sandboxes import router as sandboxes_router
+from corral.server.http_errors import install_error_handlers
+
+
+def create_app(settings: Settings, manager: SandboxManager) -> FastAPI:
+    """The API app; the manager's lifetime (start/close) belongs to the caller (corral.server.run.serve)."""
+    app = FastAPI(title="Corral", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.manager = manager
+    install_error_handlers(app)
+
+    @app.get("/health", status_code=204)
+    async def health() -> Response:
+        return Response(status_code=204)
+
+    app.include_router(sandboxes_router)
+    return app

@@ -1,0 +1,77 @@
+"""`serve(settings)`: open the DB, re-attach sandboxes, run the REST API and the gateway until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Iterator
+
+import uvicorn
+
+from corral.config import Settings
+from corral.db import open_database
+from corral.errors import RuntimeFailure
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    # uvicorn's own signal capture re-raises the signal after shutdown, which would kill the process before
+    # serve() closes the gateway and the manager; serve() installs its own handlers instead.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(settings: Settings) -> None:
+    """Run Corral in the foreground; sandboxes survive a stop and are re-attached by the next start."""
+    # Imported here so that unit tests of the API never need the runtime, template or gateway modules.
+    from corral.runtime.factory import make_runtimes
+    from corral.sandboxes import SandboxManager
+    from corral.server.app import create_app
+    from corral.server.gateway import Gateway
+    from corral.templates.store import TemplateStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = open_database(settings.db_url)
+    manager = SandboxManager(settings, make_runtimes(settings), TemplateStore(settings), db=db)
+    gateway = Gateway(resolve=manager.route, on_activity=manager.touch, domain=settings.domain)
+    server = _Server(uvicorn.Config(create_app(settings, manager), host=settings.host, port=settings.port,
+                                    log_level="info", access_log=False, lifespan="off"))
+    loop = asyncio.get_running_loop()
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    api: asyncio.Task[None] | None = None
+
+    def request_stop() -> None:
+        log.info("stopping Corral (sandboxes keep running)")
+        server.should_exit = True
+
+    try:
+        await manager.start()
+        await gateway.start(settings.host, settings.gateway_port)
+        for sig in stop_signals:
+            loop.add_signal_handler(sig, request_stop)
+        api = asyncio.create_task(server.serve())
+        while not server.started and not api.done():
+            await asyncio.sleep(0.05)
+        if api.done():
+            # uvicorn logs why (usually the port is taken) and exits.
+            with contextlib.suppress(SystemExit, Exception):
+                await api
+            raise RuntimeFailure(f"the API could not listen on {settings.host}:{settings.port}")
+        print(f"Corral ready: API http://{settings.host}:{settings.port}, "
+              f"sandbox gateway http://{settings.host}:{settings.gateway_port}, data {settings.data_dir}", flush=True)
+        await api
+    finally:
+        if api is not None and not api.done():
+            server.should_exit = True
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(api, timeout=10)
+        for sig in stop_signals:
+            loop.remove_signal_handler(sig)
+        await gateway.close()
+        await manager.close()
+        db.close()
+        log.info("Corral stopped")

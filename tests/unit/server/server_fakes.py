@@ -1,0 +1,122 @@
+"""Test doubles for the lifecycle manager: a runtime whose 'agent' is a real unix-socket HTTP server, and templates."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from corral.errors import NotFoundError
+from corral.sandboxes import SandboxManager
+from corral.runtime.base import RuntimeHandle, SandboxSpec
+
+
+class FakeRuntime:
+    """Implements the Runtime protocol in memory; each sandbox's agent answers HTTP on a real unix socket."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        # Short base dir: unix socket paths are limited to ~107 bytes.
+        self.base = Path(tempfile.mkdtemp(prefix="crl", dir="/tmp"))
+        self.servers: dict[str, asyncio.AbstractServer] = {}
+        self.alive: set[str] = set()
+        self.leftovers: set[str] = set()  # state on disk without processes (as after a crash)
+        self.specs: dict[str, SandboxSpec] = {}
+        self.init_bodies: dict[str, dict[str, Any]] = {}
+        self.destroyed: list[str] = []
+        self.fail_create: Optional[BaseException] = None
+        self.fail_destroy_times = 0
+        self.init_status = 204
+        self.create_delay = 0.0
+
+    def _socket(self, sandbox_id: str) -> Path:
+        return self.base / f"{sandbox_id}.sock"
+
+    async def create(self, spec: SandboxSpec) -> RuntimeHandle:
+        self.specs[spec.sandbox_id] = spec
+        self.leftovers.add(spec.sandbox_id)  # state exists as soon as create starts, as in the real backends
+        if self.create_delay:
+            await asyncio.sleep(self.create_delay)
+        if self.fail_create is not None:
+            raise self.fail_create
+        sid = spec.sandbox_id
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode().split("\r\n")
+            headers = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            if lines[0].startswith("POST /init "):
+                self.init_bodies[sid] = json.loads(body or b"{}")
+            reason = "No Content" if self.init_status == 204 else "Error"
+            writer.write(f"HTTP/1.1 {self.init_status} {reason}\r\nContent-Length: 0\r\n\r\n".encode())
+            await writer.drain()
+            writer.close()
+
+        self.servers[sid] = await asyncio.start_unix_server(handle, path=str(self._socket(sid)))
+        self.alive.add(sid)
+        return self.handle_for(sid)
+
+    async def destroy(self, sandbox_id: str) -> None:
+        if self.fail_destroy_times > 0:
+            self.fail_destroy_times -= 1
+            raise RuntimeError("umount: target is busy")
+        server = self.servers.pop(sandbox_id, None)
+        if server is not None:
+            server.close()
+        self._socket(sandbox_id).unlink(missing_ok=True)
+        self.alive.discard(sandbox_id)
+        self.leftovers.discard(sandbox_id)
+        self.destroyed.append(sandbox_id)
+
+    async def is_alive(self, sandbox_id: str) -> bool:
+        return sandbox_id in self.alive
+
+    def handle_for(self, sandbox_id: str) -> RuntimeHandle:
+        return RuntimeHandle(sandbox_id=sandbox_id, runtime=self.name, socket_path=self._socket(sandbox_id),
+                             sandbox_dir=self.base / sandbox_id)
+
+    async def list_sandbox_ids(self) -> list[str]:
+        return sorted(self.alive | self.leftovers)
+
+    def shutdown(self) -> None:
+        for server in self.servers.values():
+            server.close()
+
+
+@dataclass
+class FakeTemplate:
+    id: str
+    rootfs: Path = Path("/nonexistent/rootfs")
+    envs: dict[str, str] = field(default_factory=dict)
+    workdir: str = "/home/user"
+    user: str = "user"
+    runtime: Optional[str] = None
+    aliases: list[str] = field(default_factory=list)
+
+    @property
+    def alias(self) -> Optional[str]:
+        return self.aliases[0] if self.aliases else None
+
+
+class FakeTemplates:
+    def __init__(self, *templates: FakeTemplate) -> None:
+        self.templates = list(templates)
+
+    def get(self, id_or_alias: str) -> FakeTemplate:
+        for t in self.templates:
+            if id_or_alias == t.id or id_or_alias in t.aliases:
+                return t
+        raise NotFoundError(f"template {id_or_alias!r} not found")
+
+
+async def settle(manager: SandboxManager) -> None:
+    """Wait for the manager's background teardowns to finish."""
+    for _ in range(100):
+        if not manager._background:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("background tasks did not finish")

@@ -67,11 +67,16 @@ def test_cache_hits_do_not_reparse(settings: Settings, monkeypatch: pytest.Monke
     make_rootfs(settings, "base")
     store.register(TemplateInfo(id="base", aliases=["base"]))
     store.get("base")
-    calls = []
+    calls: list[Path] = []
     import corral.templates.store as mod
 
     real = mod.read_template_json
-    monkeypatch.setattr(mod, "read_template_json", lambda d: calls.append(d) or real(d))
+
+    def counting(d: Path) -> TemplateInfo:
+        calls.append(d)
+        return real(d)
+
+    monkeypatch.setattr(mod, "read_template_json", counting)
     for _ in range(100):
         store.get("base")
     assert calls == []

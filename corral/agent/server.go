@@ -1,15 +1,76 @@
 package main
 
 import (
+	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 )
+
+// agent holds everything the handlers share.
+type agent struct {
+	mu             sync.RWMutex
+	envVars        map[string]string // from /init, applied to later commands
+	accessToken    string            // from /init; when set, requests must carry it
+	defaultUser    string
+	defaultWorkdir string
+
+	reaper   *reaper
+	procs    *registry
+	watchers *watcherSet
+	cpu      cpuSampler
+}
+
+func newAgent() *agent {
+	return &agent{
+		envVars:  map[string]string{},
+		reaper:   newReaper(),
+		procs:    &registry{procs: map[int]*process{}},
+		watchers: &watcherSet{m: map[string]*watcher{}},
+	}
+}
+
+func (a *agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("/init", a.handleInit)
+	mux.HandleFunc("/envs", a.handleEnvs)
+	mux.HandleFunc("/metrics", a.handleMetrics)
+	mux.HandleFunc("/files", a.handleFiles)
+	a.registerProcessService(mux)
+	a.registerFilesystemService(mux)
+	return a.checkToken(mux)
+}
+
+// checkToken enforces the /init access token (envd semantics): every request
+// but /health must carry it in X-Access-Token once one is set.
+func (a *agent) checkToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.mu.RLock()
+		tok := a.accessToken
+		a.mu.RUnlock()
+		if tok != "" && r.URL.Path != "/health" &&
+			subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Access-Token")), []byte(tok)) != 1 {
+			if strings.HasPrefix(r.URL.Path, "/process.") || strings.HasPrefix(r.URL.Path, "/filesystem.") {
+				writeUnaryError(w, errf("unauthenticated", "invalid access token"))
+			} else {
+				writeFileError(w, http.StatusUnauthorized, "invalid access token")
+			}
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 // listen parses "unix:/path" or "tcp:host:port" and opens the listener.
 func listen(spec string) (net.Listener, error) {
@@ -34,15 +95,13 @@ func serve(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	a := newAgent()
 	ln, err := listen(*listenSpec)
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusNoContent)
-	})
-	srv := &http.Server{Handler: mux}
+	log.Printf("corral-agent: serving on %s (pid %d)", *listenSpec, os.Getpid())
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 30 * time.Second}
 	err = srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

@@ -1,0 +1,117 @@
+"""Fixtures for driving a host-run corral-agent with the stock e2b SDK.
+
+The agent runs ON THE HOST (no sandbox, no template), so these tests do not
+need the base template the other integration tests need.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from corral.agent.build import build_agent
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The parent conftest skips everything under integration/ without a built
+    # base template; the host-run agent does not need one, only `go`.
+    here = str(Path(__file__).parent)
+    for item in items:
+        if str(item.fspath).startswith(here):
+            item.own_markers[:] = [
+                m for m in item.own_markers if not (m.name == "skip" and "base template" in str(m.kwargs))
+            ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Agent:
+    url: str
+    proc: subprocess.Popen[bytes]
+    workdir: Path
+    log: Path
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"agent exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as r:
+                if r.status == 204:
+                    return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError("agent did not become healthy")
+
+
+@pytest.fixture(scope="module")
+def agent() -> Iterator[Agent]:
+    binary = build_agent()
+    workdir = Path(tempfile.mkdtemp(prefix="corral-agent-it-"))
+    port = _free_port()
+    log = workdir / "agent.log"
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(
+            [str(binary), "serve", "--listen", f"tcp:127.0.0.1:{port}"],
+            cwd=workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc, time.monotonic() + 10)
+        yield Agent(url=url, proc=proc, workdir=workdir, log=log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def sbx(agent: Agent, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A stock-SDK Sandbox in debug mode, pointed at the host-run agent."""
+    from e2b import Sandbox
+
+    monkeypatch.setenv("E2B_DEBUG", "true")
+    monkeypatch.setenv("E2B_SANDBOX_URL", agent.url)
+    monkeypatch.setenv("E2B_API_KEY", "e2b_" + "0" * 40)
+    monkeypatch.delenv("E2B_API_URL", raising=False)
+    return Sandbox.create()
+
+
+@pytest.fixture
+def tmpdir_(agent: Agent) -> Iterator[Path]:
+    """A scratch directory under /tmp for file operations."""
+    d = Path(tempfile.mkdtemp(prefix="corral-agent-files-", dir="/tmp"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+os.environ.setdefault("GOCACHE", "/tmp/corral-go-cache")

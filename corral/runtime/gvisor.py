@@ -87,6 +87,9 @@ class GVisorRuntime(OciRuntime):
             for argv in procs.find(self.root, sandbox_id, "runsc-sandbox").values()
         )
 
+    def exec_argv(self, sandbox_id: str, argv: list[str]) -> list[str]:
+        return self._runsc("exec", sandbox_id, *argv)
+
     async def runsc_state(self, sandbox_id: str) -> str:
         """`runsc state` output (for debugging and tests)."""
         _rc, out = await run_cmd(*self._runsc("state", sandbox_id))

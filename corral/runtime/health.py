@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 POLL_INTERVAL_S = 0.005
+LIVENESS_INTERVAL_S = 0.05    # a dead sandbox fails create fast instead of after the whole timeout
 
 
 async def health_status(socket_path: Path, timeout: float = 1.0) -> int | None:
@@ -35,11 +36,14 @@ async def health_status(socket_path: Path, timeout: float = 1.0) -> int | None:
 async def wait_ready(socket_path: Path, timeout: float, still_running: Callable[[], bool] | None = None) -> bool:
     """Poll until GET /health answers 204 (True) or `timeout` passes / `still_running()` turns False (False)."""
     deadline = time.monotonic() + timeout
+    next_liveness = time.monotonic() + LIVENESS_INTERVAL_S
     while time.monotonic() < deadline:
         # connect() on a missing path fails fast; only try once the agent has bound its socket
         if socket_path.exists() and await health_status(socket_path) == 204:
             return True
-        if still_running is not None and not still_running():
-            return False
+        if still_running is not None and time.monotonic() >= next_liveness:
+            if not still_running():
+                return False
+            next_liveness = time.monotonic() + LIVENESS_INTERVAL_S
         await asyncio.sleep(POLL_INTERVAL_S)
     return False

@@ -125,6 +125,16 @@ class OciRuntime(ABC):
     async def _running(self, sandbox_id: str) -> bool:
         """True when the container's processes are alive."""
 
+    @abstractmethod
+    def exec_argv(self, sandbox_id: str, argv: list[str]) -> list[str]:
+        """The host command that runs `argv` inside the sandbox as root (`runsc exec` / `runc exec`)."""
+
+    async def exec_cmd(self, sandbox_id: str, argv: list[str], timeout: float = 30.0) -> tuple[int, str]:
+        """Break-glass: run `argv` in the sandbox without the agent; returns (exit code, stdout+stderr).
+        Never use it on gVisor sandboxes you will checkpoint (the exec'd process holds host fds)."""
+        self._layout(sandbox_id)
+        return await run_cmd(*self.exec_argv(sandbox_id, argv), timeout=timeout)
+
     # --- Runtime protocol ------------------------------------------------------------------------------------
 
     def _layout(self, sandbox_id: str) -> SandboxLayout:
@@ -171,7 +181,9 @@ class OciRuntime(ABC):
                 step("bundle")
                 await self._start(spec, lay)
                 step("start")
-                ready = await wait_ready(lay.socket_path, self.ready_timeout)
+                ready = await wait_ready(
+                    lay.socket_path, self.ready_timeout, lambda: bool(cgroups.pids(spec.sandbox_id))
+                )
                 step("ready")
                 if not ready:
                     alive = await self._running(spec.sandbox_id)

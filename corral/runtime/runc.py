@@ -80,6 +80,9 @@ class RuncRuntime(OciRuntime):
         except FileNotFoundError:
             return []
 
+    def exec_argv(self, sandbox_id: str, argv: list[str]) -> list[str]:
+        return self._runc("exec", sandbox_id, *argv)
+
     async def _running(self, sandbox_id: str) -> bool:
         pid = self._init_pid(sandbox_id)
         return pid is not None and not pid_gone(pid) and pid in cgroups.pids(sandbox_id)

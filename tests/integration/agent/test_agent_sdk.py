@@ -69,6 +69,13 @@ def test_stdin(sbx: Sandbox) -> None:
     assert h.wait().stdout == "got:hello\n"
 
 
+def test_stream_input(sbx: Sandbox) -> None:
+    h = sbx.commands.run("cat", background=True, stdin=True, user=U)
+    sbx.commands.stream_input(h.pid, [b"one ", "two ", b"three"])
+    sbx.commands.close_stdin(h.pid)
+    assert h.wait().stdout == "one two three"
+
+
 def test_close_stdin(sbx: Sandbox) -> None:
     h = sbx.commands.run("cat", background=True, stdin=True, user=U)
     sbx.commands.send_stdin(h.pid, b"abc")

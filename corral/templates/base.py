@@ -19,13 +19,15 @@ from corral.templates.store import BuildInfo, TemplateInfo, TemplateStore
 BASE_ID = "base"
 SUITE = "bookworm"
 USER, UID, HOME = "user", 1000, "/home/user"
-HOSTNAME = "sandbox"
+# Matches the runtime's default hostname (SandboxSpec.hostname); libnss-myhostname resolves any other one, so sudo
+# never waits on DNS (a sandbox without network would hang there for seconds).
+HOSTNAME = "corral"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 HOST_EXTRA_CAS = Path("/usr/local/share/ca-certificates")
 
 # What an agent's dev sandbox commonly reaches for; each is small (no compilers: build-essential alone is ~200 MB).
 PACKAGES = [
-    "bash", "coreutils", "procps", "psmisc", "less", "sudo", "ca-certificates", "tzdata",
+    "bash", "coreutils", "procps", "psmisc", "less", "sudo", "libnss-myhostname", "ca-certificates", "tzdata",
     "python3", "python3-pip", "python3-venv", "python-is-python3",
     "nodejs", "npm",
     "git", "openssh-client", "curl", "wget", "iproute2", "iputils-ping", "netcat-openbsd",
@@ -77,14 +79,16 @@ def _build_locked(settings: Settings, store: TemplateStore, force: bool, log: Ca
                     return info
             except NotFoundError:
                 pass
-        _remove_stale_builds(settings.templates_dir, log)
+        _remove_stale_builds(store, log)
         staging = settings.templates_dir / f".{BASE_ID}.build-{uuid.uuid4().hex[:8]}"
         try:
             info = _build_into(settings, staging, log)
-            installed = store.install(staging, info)
-        finally:
+        except BaseException:
             if staging.exists():
                 _rmtree_checked(staging)
+            raise
+        # After the swap `staging` holds the old version, which install() keeps while a sandbox still uses it.
+        installed = store.install(staging, info)
         log(f"template {BASE_ID!r} ready at {installed.rootfs}")
         return installed
 
@@ -192,7 +196,7 @@ def _configure_before_install(rootfs: Path, mirror: str, security: str | None) -
     _write(rootfs / "usr" / "sbin" / "policy-rc.d", "#!/bin/sh\nexit 101\n", 0o755)  # no daemons start in a chroot
     shutil.copyfile("/etc/resolv.conf", etc / "resolv.conf")
     cas: list[str] = []
-    dest = rootfs / HOST_EXTRA_CAS.relative_to("/")
+    dest = rootfs / "usr/local/share/ca-certificates"  # where update-ca-certificates looks, wherever the host's are
     if HOST_EXTRA_CAS.is_dir():
         for crt in sorted(HOST_EXTRA_CAS.rglob("*.crt")):
             rel = crt.relative_to(HOST_EXTRA_CAS)
@@ -259,8 +263,10 @@ def _rmtree_checked(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _remove_stale_builds(templates_dir: Path, log: Callable[[str], None]) -> None:
-    """Staging dirs left by a killed build (we hold the build lock, so none is in progress)."""
-    for old in templates_dir.glob(f".{BASE_ID}.build-*"):
+def _remove_stale_builds(store: TemplateStore, log: Callable[[str], None]) -> None:
+    """Staging dirs of killed builds (never mounted; we hold the build lock), and unused old versions."""
+    for old in store.root.glob(f".{BASE_ID}.build-*"):
         log(f"removing stale build dir {old}")
         _rmtree_checked(old)
+    for kept in store.gc_old_versions(BASE_ID):
+        log(f"keeping old version {kept}: a sandbox may still use it")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import ctypes
 import json
 import logging
@@ -148,7 +149,7 @@ class TemplateStore:
         """Move a fully built `staged` dir (with rootfs/) into place as template `info.id`, atomically.
 
         `staged` must be on the same filesystem as the templates dir (build next to it). A previous version is swapped
-        out and deleted, unless a running sandbox still uses it as its lower layer: then it is left for later cleanup.
+        out to `.<id>.old-*` and deleted once no running sandbox can be using it (see gc_old_versions).
         """
         self._validate(info)
         if not (staged / ROOTFS).is_dir():
@@ -158,17 +159,33 @@ class TemplateStore:
             self._refresh()
             self._check_aliases(info)
             write_template_json(staged, info)
+            old = self.root / f".{info.id}.old-{uuid.uuid4().hex[:8]}"
             if not target.exists():
                 os.rename(staged, target)
             elif _exchange(staged, target):
-                self._discard(staged)  # `staged` now holds the old version
+                os.rename(staged, old)  # `staged` now holds the previous version
             else:  # no RENAME_EXCHANGE: two renames leave a tiny window with no template
-                old = self.root / f".{info.id}.old-{uuid.uuid4().hex[:8]}"
                 os.rename(target, old)
                 os.rename(staged, target)
-                self._discard(old)
             self._stamp = None
+        self.gc_old_versions(info.id)
         return self.get(info.id)
+
+    def gc_old_versions(self, template_id: str) -> builtins.list[Path]:
+        """Delete replaced versions of a template, unless a sandbox of it runs; returns what is left.
+
+        A running sandbox's overlay names its lower dir by the path it had at mount time (`<id>/rootfs`), which is the
+        path of the *current* version after a swap: so while any overlay names that path, every old version is kept.
+        """
+        olds = sorted(self.root.glob(f".{template_id}.old-*"))
+        if not olds:
+            return []
+        if rootfs_in_use(self.root / template_id / ROOTFS) or any(rootfs_in_use(o / ROOTFS) for o in olds):
+            log.info("old versions of template %s kept: a sandbox of it is running", template_id)
+            return olds
+        for o in olds:
+            shutil.rmtree(o, ignore_errors=True)
+        return [o for o in olds if o.exists()]
 
     def delete(self, template_id: str) -> None:
         """Remove a template (its id, not an alias); ConflictError while a sandbox still uses its rootfs."""
@@ -198,12 +215,6 @@ class TemplateStore:
             owner = name if name in self._by_id else self._alias_to_id.get(name)
             if owner is not None and owner != info.id:
                 raise ConflictError(f"alias {name!r} already belongs to template {owner!r}")
-
-    def _discard(self, old: Path) -> None:
-        if rootfs_in_use(old / ROOTFS):
-            log.warning("old template version %s still used by a running sandbox; left in place", old)
-            return
-        shutil.rmtree(old, ignore_errors=True)
 
     def _stamp_now(self) -> tuple[int, ...]:
         """A cheap fingerprint of the on-disk state: the dir's mtime plus each cached template.json's identity."""

@@ -34,12 +34,12 @@ pytestmark = [
 # Every mount dies with the namespace; the tests below still check nothing leaked.
 _OVERLAY_CHROOT = r"""
 set -e
-L=$1; W=$2; U=$3; shift 3
+L=$1; W=$2; U=$3; H=$4; shift 4
 mkdir -p "$W/upper" "$W/work" "$W/merged"
 mount -t overlay overlay -o "lowerdir=$L,upperdir=$W/upper,workdir=$W/work" "$W/merged"
 mount -t proc proc "$W/merged/proc"
 mount --rbind /dev "$W/merged/dev"
-hostname "$(cat "$L/etc/hostname")"  # as the runtime does (own UTS namespace), so /etc/hosts must resolve it
+hostname "${H:-$(cat "$L/etc/hostname")}"  # as the runtime does (own UTS namespace); sudo must resolve it
 exec chroot --userspec="$U" "$W/merged" /usr/bin/env -i HOME="$([ "$U" = 0:0 ] && echo /root || echo /home/user)" \
   TERM=dumb /bin/bash -lc "$1"
 """
@@ -60,10 +60,10 @@ def sandbox_dir() -> Iterator[Path]:
         shutil.rmtree(work)
 
 
-def run_in(work: Path, script: str, user: str = "0:0") -> subprocess.CompletedProcess[str]:
+def run_in(work: Path, script: str, user: str = "0:0", hostname: str = "") -> subprocess.CompletedProcess[str]:
     cmd = ["unshare", "--mount", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", _OVERLAY_CHROOT, "x"]
     return subprocess.run(
-        [*cmd, str(ROOTFS), str(work), user, script], capture_output=True, text=True, timeout=120, check=False
+        [*cmd, str(ROOTFS), str(work), user, hostname, script], capture_output=True, text=True, timeout=120, check=False
     )
 
 
@@ -106,6 +106,13 @@ def test_user_account_and_sudo(sandbox_dir: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["user", "/home/user", "0"]
     assert "unable to resolve host" not in r.stderr  # /etc/hosts names the image's hostname
+
+
+def test_any_hostname_resolves_without_dns(sandbox_dir: Path) -> None:
+    """The runtime may name a sandbox anything; sudo must not warn or wait on DNS (libnss-myhostname)."""
+    r = run_in(sandbox_dir, "getent hosts sbx0123456789abcdefgh && sudo -n true", "1000:1000", "sbx0123456789abcdefgh")
+    assert r.returncode == 0, r.stderr
+    assert "unable to resolve host" not in r.stderr
 
 
 def test_ca_bundle_has_host_extra_cas() -> None:

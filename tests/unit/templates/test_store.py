@@ -134,3 +134,47 @@ def test_delete(settings: Settings) -> None:
     store.delete("base")
     assert not store.exists("base")
     assert os.listdir(settings.templates_dir) == []
+
+
+def test_old_version_kept_while_a_sandbox_runs(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a swap, a running overlay still names `<id>/rootfs`: old versions stay until no sandbox of it runs."""
+    import corral.templates.store as mod
+
+    store = TemplateStore(settings)
+    settings.templates_dir.mkdir(parents=True)
+    in_use = {str(settings.templates_dir / "base" / "rootfs")}
+    monkeypatch.setattr(mod, "rootfs_in_use", lambda p: str(p) in in_use)
+    for version in ("v1", "v2"):
+        staged = settings.templates_dir / f".base.build-{version}"
+        (staged / "rootfs").mkdir(parents=True)
+        (staged / "rootfs" / "version").write_text(version)
+        store.install(staged, TemplateInfo(id="base", aliases=["base"]))
+    (old,) = settings.templates_dir.glob(".base.old-*")
+    assert (old / "rootfs" / "version").read_text() == "v1"
+    assert store.get("base").rootfs.joinpath("version").read_text() == "v2"
+    assert [t.id for t in store.list()] == ["base"]  # old versions are not templates
+    assert store.gc_old_versions("base") == [old]
+    in_use.clear()  # the last sandbox went away
+    assert store.gc_old_versions("base") == []
+    assert not old.exists()
+
+
+def test_rootfs_in_use_reads_overlay_lowerdirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import corral.templates.store as mod
+
+    line = (
+        "612 30 0:77 / /var/lib/corral/sandboxes/s1/rootfs rw,relatime shared:300 - overlay overlay "
+        "rw,lowerdir=/t/base/rootfs:/t/extra,upperdir=/s1/layer/upper,workdir=/s1/layer/work\n"
+    )
+    fake = tmp_path / "mountinfo"
+    fake.write_text("22 1 8:1 / / rw - ext4 /dev/vda rw\n" + line)
+    real_path = mod.Path
+
+    def fake_path(p: str | Path = "") -> Path:
+        return fake if str(p) == "/proc/self/mountinfo" else real_path(p)
+
+    monkeypatch.setattr(mod, "Path", fake_path)
+    assert mod.rootfs_in_use(real_path("/t/base/rootfs"))
+    assert mod.rootfs_in_use(real_path("/t/extra"))
+    assert not mod.rootfs_in_use(real_path("/t/base"))
+    assert not mod.rootfs_in_use(real_path("/s1/layer/upper"))

@@ -230,3 +230,30 @@ async def _sleep(s: float) -> None:
     import asyncio
 
     await asyncio.sleep(s)
+
+
+BASE_ROOTFS = Path("/var/lib/corral/templates/base/rootfs")
+
+
+@pytest.mark.skipif(not (BASE_ROOTFS / "usr" / "bin" / "sudo").exists(), reason="base template not built")
+async def test_base_template_user_and_sudo(runtime: OciRuntime, settings: Settings) -> None:
+    """On the real debootstrap template: bash runs, the user is unprivileged, and on runc it can sudo
+    (noNewPrivileges off, setuid/setgid caps in the bounding set)."""
+    spec = spec_for(BASE_ROOTFS)
+    await runtime.create(spec)
+    sid = spec.sandbox_id
+    rc, out = await runtime.exec_cmd(sid, ["/bin/bash", "-c", "echo hi from $(hostname)"])
+    assert rc == 0 and out == "hi from corral", out
+    as_user = ["setpriv", "--reuid=1000", "--regid=1000", "--init-groups"]
+    rc, out = await runtime.exec_cmd(sid, [*as_user, "id", "-u"])
+    assert rc == 0 and out == "1000", out
+    rc, out = await runtime.exec_cmd(sid, [*as_user, "sudo", "-n", "id", "-u"], timeout=60)
+    if runtime.name == "gvisor":
+        # runsc 20240729 ignores setuid bits (google/gvisor#212: "as if all processes had NO_NEW_PRIVS"), so sudo
+        # refuses whatever the spec says. Fails (and should be updated) once a runsc build supports setuid.
+        assert rc != 0 and "no new privileges" in out, out
+    else:
+        assert rc == 0 and out.splitlines()[-1] == "0", out
+    rc, out = await runtime.exec_cmd(sid, [*as_user, "touch", "/etc/nope"])
+    assert rc != 0, out                 # and the user really is unprivileged
+    await runtime.destroy(sid)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Optional, Protocol
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import select
@@ -32,15 +33,22 @@ _DESTROY_ATTEMPTS = 5
 
 
 class TemplateLike(Protocol):
-    id: str
-    rootfs: Path
-    envs: dict[str, str]
-    workdir: str
-    user: str
-    runtime: Optional[str]
+    """What the manager reads from a template (corral.templates.store.TemplateInfo satisfies it)."""
 
     @property
-    def alias(self) -> Optional[str]: ...
+    def id(self) -> str: ...
+    @property
+    def rootfs(self) -> Path: ...
+    @property
+    def envs(self) -> dict[str, str]: ...
+    @property
+    def workdir(self) -> str: ...
+    @property
+    def user(self) -> str: ...
+    @property
+    def runtime(self) -> str | None: ...
+    @property
+    def alias(self) -> str | None: ...
 
 
 class TemplateSource(Protocol):
@@ -73,7 +81,7 @@ class CreateRequest:
     metadata: dict[str, str] = field(default_factory=dict)
     env_vars: dict[str, str] = field(default_factory=dict)
     secure: bool = True
-    allow_internet_access: Optional[bool] = None
+    allow_internet_access: bool | None = None
     # E2B requires a traffic token on non-envd ports only when public traffic is switched off.
     require_traffic_token: bool = False
 
@@ -82,7 +90,7 @@ class SandboxManager:
     """All sandbox state changes go through here; the DB row and the in-memory route move together."""
 
     def __init__(self, settings: Settings, runtimes: dict[str, Runtime], templates: TemplateSource, *,
-                 db: Optional[Database] = None, agent_init: AgentInit = init_agent) -> None:
+                 db: Database | None = None, agent_init: AgentInit = init_agent) -> None:
         self.settings = settings
         self.runtimes = runtimes
         self.templates = templates
@@ -92,10 +100,11 @@ class SandboxManager:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._last_activity: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self.destroy_backoff_s = 0.5  # doubled after each failed teardown attempt
 
     # ---- gateway hooks (hot path: O(1), never block) ----
 
-    def route(self, sandbox_id: str) -> Optional[Route]:
+    def route(self, sandbox_id: str) -> Route | None:
         return self._routes.get(sandbox_id)
 
     def touch(self, sandbox_id: str) -> None:
@@ -203,8 +212,8 @@ class SandboxManager:
             raise NotFoundError(f"sandbox {sandbox_id!r} not found")
         return row
 
-    def list(self, team_id: str, *, metadata: Optional[dict[str, str]] = None, template: Optional[str] = None,
-             started_after: Optional[datetime] = None) -> list[SandboxRecord]:
+    def list(self, team_id: str, *, metadata: dict[str, str] | None = None, template: str | None = None,
+             started_after: datetime | None = None) -> list[SandboxRecord]:
         """Running sandboxes of a team matching every filter (metadata: all pairs must match exactly)."""
         with self.db.session() as s:
             rows = list(s.scalars(select(SandboxRecord).where(SandboxRecord.team_id == team_id,
@@ -278,7 +287,7 @@ class SandboxManager:
                 return
             except Exception:
                 log.exception("destroying sandbox %s failed (attempt %d/%d)", sandbox_id, attempt, _DESTROY_ATTEMPTS)
-                await asyncio.sleep(min(0.5 * 2 ** attempt, 10.0))
+                await asyncio.sleep(min(self.destroy_backoff_s * 2 ** (attempt - 1), 10.0))
         # The row says killed, so the next start() destroys whatever is left.
         log.error("sandbox %s could not be destroyed; it will be retried at next server start", sandbox_id)
 
@@ -329,7 +338,7 @@ class SandboxManager:
             timer.cancel()
         self._timers.clear()
         if self._background:
-            done, pending = await asyncio.wait(set(self._background), timeout=drain_s)
+            _, pending = await asyncio.wait(set(self._background), timeout=drain_s)
             for task in pending:
                 task.cancel()
         self._routes.clear()

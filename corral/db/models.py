@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, TypeDecorator
 from sqlalchemy.engine import Dialect
@@ -11,7 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -20,17 +20,17 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: Optional[datetime], dialect: Dialect) -> Optional[datetime]:
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime stored; use timezone-aware UTC")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
-    def process_result_value(self, value: Optional[datetime], dialect: Dialect) -> Optional[datetime]:
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
@@ -56,7 +56,7 @@ class ApiKey(Base):
     # First characters of the key, enough for a human to recognise it in `corral keys list`.
     key_prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class SandboxRecord(Base):
@@ -65,7 +65,7 @@ class SandboxRecord(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), index=True)
     template_id: Mapped[str] = mapped_column(String(200))
-    alias: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
+    alias: Mapped[str | None] = mapped_column(String(200), nullable=True)
     runtime: Mapped[str] = mapped_column(String(32))
     # "running" or "killed"; killed rows are kept as history and never served by the API.
     state: Mapped[str] = mapped_column(String(16), index=True)
@@ -75,9 +75,9 @@ class SandboxRecord(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
     secure: Mapped[bool] = mapped_column(Boolean, default=False)
     # Kept in clear: connect must hand it back to the SDK and the gateway compares it on every request.
-    envd_access_token: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
-    traffic_access_token: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
-    allow_internet_access: Mapped[Optional[bool]] = mapped_column(Boolean, nullable=True)
+    envd_access_token: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    traffic_access_token: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    allow_internet_access: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     end_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    killed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime(), nullable=True)
+    killed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

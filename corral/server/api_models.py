@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,18 +27,18 @@ class NewSandboxIn(_WireIn):
     """NewSandbox (POST /sandboxes) and NewSandboxV2 (POST /v2/sandboxes): v2 has no `secure`, it is always secure."""
 
     template_id: str = Field(alias="templateID", min_length=1, max_length=255)
-    timeout: Optional[int] = Field(default=None, ge=0)
+    timeout: int | None = Field(default=None, ge=0)
     auto_pause: bool = Field(default=False, alias="autoPause")
-    auto_pause_memory: Optional[bool] = Field(default=None, alias="autoPauseMemory")
-    auto_resume: Optional[AutoResumeIn] = Field(default=None, alias="autoResume")
-    secure: Optional[bool] = None
-    allow_internet_access: Optional[bool] = None
-    network: Optional[dict[str, Any]] = None
-    metadata: Optional[dict[str, str]] = None
-    env_vars: Optional[dict[str, str]] = Field(default=None, alias="envVars")
-    mcp: Optional[dict[str, Any]] = None
-    iam: Optional[dict[str, Any]] = None
-    volume_mounts: Optional[list[dict[str, Any]]] = Field(default=None, alias="volumeMounts")
+    auto_pause_memory: bool | None = Field(default=None, alias="autoPauseMemory")
+    auto_resume: AutoResumeIn | None = Field(default=None, alias="autoResume")
+    secure: bool | None = None
+    allow_internet_access: bool | None = None
+    network: dict[str, Any] | None = None
+    metadata: dict[str, str] | None = None
+    env_vars: dict[str, str] | None = Field(default=None, alias="envVars")
+    mcp: dict[str, Any] | None = None
+    iam: dict[str, Any] | None = None
+    volume_mounts: list[dict[str, Any]] | None = Field(default=None, alias="volumeMounts")
 
 
 class TimeoutIn(_WireIn):
@@ -48,17 +48,17 @@ class TimeoutIn(_WireIn):
 
 
 class ConnectV2In(_WireIn):
-    timeout: Optional[int] = Field(default=None, ge=0)
-    memory: Optional[bool] = None
+    timeout: int | None = Field(default=None, ge=0)
+    memory: bool | None = None
 
 
 class ResumeIn(_WireIn):
-    timeout: Optional[int] = Field(default=None, ge=0)
-    auto_pause: Optional[bool] = Field(default=None, alias="autoPause")
+    timeout: int | None = Field(default=None, ge=0)
+    auto_pause: bool | None = Field(default=None, alias="autoPause")
 
 
 class RefreshIn(_WireIn):
-    duration: Optional[int] = Field(default=None, ge=0, le=3600)
+    duration: int | None = Field(default=None, ge=0, le=3600)
 
 
 class _WireOut(BaseModel):
@@ -71,17 +71,17 @@ class _WireOut(BaseModel):
 class SandboxOut(_WireOut):
     template_id: str = Field(alias="templateID")
     sandbox_id: str = Field(alias="sandboxID")
-    alias: Optional[str] = None
+    alias: str | None = None
     client_id: str = Field(default=CLIENT_ID, alias="clientID")
     envd_version: str = Field(default=ENVD_VERSION, alias="envdVersion")
-    envd_access_token: Optional[str] = Field(default=None, alias="envdAccessToken")
-    traffic_access_token: Optional[str] = Field(default=None, alias="trafficAccessToken")
-    domain: Optional[str] = None
+    envd_access_token: str | None = Field(default=None, alias="envdAccessToken")
+    traffic_access_token: str | None = Field(default=None, alias="trafficAccessToken")
+    domain: str | None = None
 
 
 class ListedSandboxOut(_WireOut):
     template_id: str = Field(alias="templateID")
-    alias: Optional[str] = None
+    alias: str | None = None
     sandbox_id: str = Field(alias="sandboxID")
     client_id: str = Field(default=CLIENT_ID, alias="clientID")
     started_at: datetime = Field(alias="startedAt")
@@ -95,29 +95,30 @@ class ListedSandboxOut(_WireOut):
 
 
 class SandboxDetailOut(ListedSandboxOut):
-    envd_access_token: Optional[str] = Field(default=None, alias="envdAccessToken")
-    allow_internet_access: Optional[bool] = Field(default=None, alias="allowInternetAccess")
-    domain: Optional[str] = None
+    envd_access_token: str | None = Field(default=None, alias="envdAccessToken")
+    allow_internet_access: bool | None = Field(default=None, alias="allowInternetAccess")
+    domain: str | None = None
     lifecycle: dict[str, Any] = Field(default_factory=lambda: {"autoResume": False, "onTimeout": "kill"})
 
 
-def sandbox_out(row: SandboxRecord, domain: Optional[str]) -> dict[str, Any]:
-    return SandboxOut(
-        template_id=row.template_id, sandbox_id=row.id, alias=row.alias,
-        envd_access_token=row.envd_access_token if row.secure else None,
-        traffic_access_token=row.traffic_access_token, domain=domain).wire()
+def sandbox_out(row: SandboxRecord, domain: str | None) -> dict[str, Any]:
+    return SandboxOut.model_validate({
+        "template_id": row.template_id, "sandbox_id": row.id, "alias": row.alias,
+        "envd_access_token": row.envd_access_token if row.secure else None,
+        "traffic_access_token": row.traffic_access_token, "domain": domain}).wire()
 
 
 def _listed_fields(row: SandboxRecord) -> dict[str, Any]:
-    return dict(template_id=row.template_id, alias=row.alias, sandbox_id=row.id, started_at=row.started_at,
-                end_at=row.end_at, cpu_count=row.cpu_count, memory_mb=row.memory_mb, disk_size_mb=row.disk_mb,
-                metadata=dict(row.metadata_ or {}), state=row.state)
+    return {"template_id": row.template_id, "alias": row.alias, "sandbox_id": row.id, "started_at": row.started_at,
+            "end_at": row.end_at, "cpu_count": row.cpu_count, "memory_mb": row.memory_mb,
+            "disk_size_mb": row.disk_mb, "metadata": dict(row.metadata_ or {}), "state": row.state}
 
 
 def listed_out(row: SandboxRecord) -> dict[str, Any]:
-    return ListedSandboxOut(**_listed_fields(row)).wire()
+    return ListedSandboxOut.model_validate(_listed_fields(row)).wire()
 
 
-def detail_out(row: SandboxRecord, domain: Optional[str]) -> dict[str, Any]:
-    return SandboxDetailOut(**_listed_fields(row), envd_access_token=row.envd_access_token if row.secure else None,
-                            allow_internet_access=row.allow_internet_access, domain=domain).wire()
+def detail_out(row: SandboxRecord, domain: str | None) -> dict[str, Any]:
+    return SandboxDetailOut.model_validate({
+        **_listed_fields(row), "envd_access_token": row.envd_access_token if row.secure else None,
+        "allow_internet_access": row.allow_internet_access, "domain": domain}).wire()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Optional
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -11,7 +11,15 @@ from fastapi.responses import JSONResponse
 from corral.errors import InvalidRequestError
 from corral.sandboxes import CreateRequest, SandboxManager
 from corral.server.api_models import (
-    ConnectV2In, NewSandboxIn, RefreshIn, ResumeIn, TimeoutIn, detail_out, listed_out, sandbox_out)
+    ConnectV2In,
+    NewSandboxIn,
+    RefreshIn,
+    ResumeIn,
+    TimeoutIn,
+    detail_out,
+    listed_out,
+    sandbox_out,
+)
 from corral.server.auth import require_team
 from corral.server.listing import paginate, parse_metadata_query, parse_states
 
@@ -26,7 +34,7 @@ def _manager(request: Request) -> SandboxManager:
     return request.app.state.manager  # type: ignore[no-any-return]
 
 
-def _domain(request: Request) -> Optional[str]:
+def _domain(request: Request) -> str | None:
     return request.app.state.settings.domain  # type: ignore[no-any-return]
 
 
@@ -62,9 +70,9 @@ async def create_v2(body: NewSandboxIn, request: Request, team: Team) -> JSONRes
     return JSONResponse(sandbox_out(row, _domain(request)), status_code=201)
 
 
-def _list(request: Request, team: str, *, metadata: Optional[str], state: list[str], template: Optional[str],
-          started_after: Optional[datetime], order: str, limit: Optional[int],
-          next_token: Optional[str]) -> JSONResponse:
+def _list(request: Request, team: str, *, metadata: str | None, state: list[str], template: str | None,
+          started_after: datetime | None, order: str, limit: int | None,
+          next_token: str | None) -> JSONResponse:
     states = parse_states(state)
     rows = [] if states is not None and "running" not in states else _manager(request).list(
         team, metadata=parse_metadata_query(metadata), template=template, started_after=started_after)
@@ -76,18 +84,18 @@ def _list(request: Request, team: str, *, metadata: Optional[str], state: list[s
 
 
 @router.get("/v2/sandboxes")
-async def list_v2(request: Request, team: Team, metadata: Optional[str] = None,
+async def list_v2(request: Request, team: Team, metadata: str | None = None,
                   state: Annotated[list[str], Query()] = [],  # noqa: B006 (FastAPI copies defaults)
-                  template: Optional[str] = None, order: str = "desc",
-                  started_after: Annotated[Optional[datetime], Query(alias="startedAfter")] = None,
-                  limit: int = 100, next_token: Annotated[Optional[str], Query(alias="nextToken")] = None,
+                  template: str | None = None, order: str = "desc",
+                  started_after: Annotated[datetime | None, Query(alias="startedAfter")] = None,
+                  limit: int = 100, next_token: Annotated[str | None, Query(alias="nextToken")] = None,
                   ) -> JSONResponse:
     return _list(request, team, metadata=metadata, state=state, template=template, started_after=started_after,
                  order=order, limit=limit, next_token=next_token)
 
 
 @router.get("/sandboxes")
-async def list_v1(request: Request, team: Team, metadata: Optional[str] = None) -> JSONResponse:
+async def list_v1(request: Request, team: Team, metadata: str | None = None) -> JSONResponse:
     # Deprecated v1 list: every running sandbox, no paging.
     return _list(request, team, metadata=metadata, state=[], template=None, started_after=None, order="desc",
                  limit=None, next_token=None)
@@ -111,7 +119,7 @@ async def set_timeout(sandbox_id: str, body: TimeoutIn, request: Request, team: 
 
 
 @router.post("/sandboxes/{sandbox_id}/refreshes", status_code=204)
-async def refresh(sandbox_id: str, request: Request, team: Team, body: Optional[RefreshIn] = None) -> Response:
+async def refresh(sandbox_id: str, request: Request, team: Team, body: RefreshIn | None = None) -> Response:
     duration = body.duration if body is not None and body.duration is not None else V1_DEFAULT_TIMEOUT
     _manager(request).extend(sandbox_id, team, duration, field_name="duration")
     return Response(status_code=204)
@@ -129,12 +137,12 @@ async def connect_v1(sandbox_id: str, body: TimeoutIn, request: Request, team: T
 
 
 @router.post("/v2/sandboxes/{sandbox_id}/connect")
-async def connect_v2(sandbox_id: str, request: Request, team: Team, body: Optional[ConnectV2In] = None) -> JSONResponse:
+async def connect_v2(sandbox_id: str, request: Request, team: Team, body: ConnectV2In | None = None) -> JSONResponse:
     timeout = body.timeout if body is not None and body.timeout is not None else V2_DEFAULT_TIMEOUT
     return _connected(request, sandbox_id, team, timeout, 200)
 
 
 @router.post("/sandboxes/{sandbox_id}/resume")
-async def resume(sandbox_id: str, request: Request, team: Team, body: Optional[ResumeIn] = None) -> JSONResponse:
+async def resume(sandbox_id: str, request: Request, team: Team, body: ResumeIn | None = None) -> JSONResponse:
     timeout = body.timeout if body is not None and body.timeout is not None else V1_DEFAULT_TIMEOUT
     return _connected(request, sandbox_id, team, timeout, 201)

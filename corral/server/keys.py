@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import or_, select
 
@@ -48,7 +48,7 @@ def add_key(db: Database, name: str, team: str = DEFAULT_TEAM) -> str:
     return key
 
 
-def team_for_key(db: Database, key: str) -> Optional[str]:
+def team_for_key(db: Database, key: str) -> str | None:
     """The team id an active key belongs to, or None for an unknown or revoked key."""
     with db.session() as s:
         row = s.scalar(select(ApiKey.team_id).where(ApiKey.key_hash == hash_secret(key),
@@ -66,7 +66,7 @@ def create_key(settings: Settings, name: str, team: str = DEFAULT_TEAM) -> str:
 
 
 def _row(key: ApiKey, team_name: str) -> dict[str, Any]:
-    def iso(t: Optional[datetime]) -> Optional[str]:
+    def iso(t: datetime | None) -> str | None:
         return t.isoformat() if t else None
 
     return {"id": key.id, "name": key.name, "team": team_name, "prefix": key.key_prefix + "...",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Optional, Sequence
 from urllib.parse import parse_qsl, unquote
 
 from corral.db import SandboxRecord
@@ -16,7 +16,7 @@ STATES = ("running", "paused")
 MAX_LIMIT = 100
 
 
-def parse_metadata_query(raw: Optional[str]) -> dict[str, str]:
+def parse_metadata_query(raw: str | None) -> dict[str, str]:
     """`metadata` is itself a query string whose keys and values the SDK percent-encoded once more."""
     if not raw:
         return {}
@@ -27,7 +27,7 @@ def parse_metadata_query(raw: Optional[str]) -> dict[str, str]:
     return {unquote(k): unquote(v) for k, v in pairs}
 
 
-def parse_states(raw: Sequence[str]) -> Optional[set[str]]:
+def parse_states(raw: Sequence[str]) -> set[str] | None:
     states = {s.strip() for item in raw for s in item.split(",") if s.strip()}
     if not states:
         return None
@@ -55,8 +55,8 @@ def decode_token(token: str) -> tuple[str, str]:
         raise InvalidRequestError("nextToken: not a token this server issued") from e
 
 
-def paginate(rows: list[SandboxRecord], *, order: str, limit: Optional[int],
-             next_token: Optional[str]) -> tuple[list[SandboxRecord], Optional[str]]:
+def paginate(rows: list[SandboxRecord], *, order: str, limit: int | None,
+             next_token: str | None) -> tuple[list[SandboxRecord], str | None]:
     """Sort by start time (then id, to break ties), skip past the cursor, cut a page; return it and the next cursor."""
     if order not in ("asc", "desc"):
         raise InvalidRequestError(f"order: expected 'asc' or 'desc', got {order!r}")

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Iterator
+from collections.abc import Iterator
 
 import uvicorn
 

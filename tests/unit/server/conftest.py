@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from server_fakes import FakeRuntime, FakeTemplate, FakeTemplates
 
 from corral.config import Settings
 from corral.db import Database, open_database
 from corral.sandboxes import SandboxManager
 from corral.server.app import create_app
 from corral.server.keys import add_key
-from server_fakes import FakeRuntime, FakeTemplate, FakeTemplates
 
 
 @pytest.fixture

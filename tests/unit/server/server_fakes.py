@@ -7,11 +7,11 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from corral.errors import NotFoundError
-from corral.sandboxes import SandboxManager
 from corral.runtime.base import RuntimeHandle, SandboxSpec
+from corral.sandboxes import SandboxManager
 
 
 class FakeRuntime:
@@ -27,7 +27,7 @@ class FakeRuntime:
         self.specs: dict[str, SandboxSpec] = {}
         self.init_bodies: dict[str, dict[str, Any]] = {}
         self.destroyed: list[str] = []
-        self.fail_create: Optional[BaseException] = None
+        self.fail_create: BaseException | None = None
         self.fail_destroy_times = 0
         self.init_status = 204
         self.create_delay = 0.0
@@ -94,11 +94,11 @@ class FakeTemplate:
     envs: dict[str, str] = field(default_factory=dict)
     workdir: str = "/home/user"
     user: str = "user"
-    runtime: Optional[str] = None
+    runtime: str | None = None
     aliases: list[str] = field(default_factory=list)
 
     @property
-    def alias(self) -> Optional[str]:
+    def alias(self) -> str | None:
         return self.aliases[0] if self.aliases else None
 
 

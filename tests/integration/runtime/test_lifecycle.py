@@ -257,3 +257,32 @@ async def test_base_template_user_and_sudo(runtime: OciRuntime, settings: Settin
     rc, out = await runtime.exec_cmd(sid, [*as_user, "touch", "/etc/nope"])
     assert rc != 0, out                 # and the user really is unprivileged
     await runtime.destroy(sid)
+
+
+async def test_concurrent_creates_and_destroys(runtime: OciRuntime, tiny_rootfs: Path, settings: Settings) -> None:
+    import asyncio
+
+    specs = [spec_for(tiny_rootfs, disk_mb=64) for _ in range(4)]
+    handles = await asyncio.gather(*(runtime.create(s) for s in specs))
+    assert len({h.socket_path for h in handles}) == 4
+    loops = {dev for h in handles for dev in loops_backed_by(h.sandbox_dir / "layer.img")}
+    assert len(loops) == 4                                  # one loop device each, no sharing
+    assert all([await health_status(h.socket_path) == 204 for h in handles])
+    await asyncio.gather(*(runtime.destroy(s.sandbox_id) for s in specs))
+    for s in specs:
+        assert_no_leaks(settings, s.sandbox_id)
+
+
+async def test_unmarked_leftover_destroyed_by_both_backends_at_once(tiny_rootfs: Path, settings: Settings) -> None:
+    import asyncio
+
+    from corral.runtime import layout
+
+    spec = spec_for(tiny_rootfs)
+    lay = layout.SandboxLayout.of(settings.sandboxes_dir, spec.sandbox_id)
+    lay.dir.mkdir(parents=True)
+    await layout.create_layer(lay, 64)
+    layout.mount_rootfs(lay, tiny_rootfs, [".corral/"])
+    await asyncio.gather(make_runtime("gvisor", settings).destroy(spec.sandbox_id),
+                         make_runtime("runc", settings).destroy(spec.sandbox_id))
+    assert_no_leaks(settings, spec.sandbox_id)

@@ -66,9 +66,12 @@ class Gateway:
         """Stop listening, drop client connections and close upstream connections."""
         if self._server is not None:
             self._server.close()
+        workers = [c._worker for c in self._conns if c._worker is not None]
         for conn in list(self._conns):
             conn.shutdown()
         self.pool.close()
+        if workers:
+            await asyncio.wait(workers, timeout=2)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -177,7 +180,6 @@ class _ClientConn(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._read_paused = False
         self._write_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
         self._upstream: UpstreamConn | None = None
         # Response state of the current exchange.
         self._out: list[bytes] = []
@@ -209,8 +211,6 @@ class _ClientConn(asyncio.Protocol):
         self._dead = True
         self.gw._conns.discard(self)
         self._disarm()
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_exception(ConnectionError("client went away"))
         for req in [self._parsing, *self._pending, self._req]:
             if req is not None:
                 req._wake()
@@ -220,15 +220,13 @@ class _ClientConn(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
-        if self._upstream is not None and self._upstream.transport is not None:
-            self._upstream.transport.pause_reading()
+        if self._upstream is not None:
+            self._upstream.pause_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self._upstream is not None and self._upstream.transport is not None and not self._upstream.closed:
-            self._upstream.transport.resume_reading()
-        if self._drain_waiter is not None and not self._drain_waiter.done():
-            self._drain_waiter.set_result(None)
+        if self._upstream is not None:
+            self._upstream.resume_reading()
 
     def pause_reading(self) -> None:
         if not self._read_paused and self.transport is not None and not self.lost:
@@ -339,32 +337,47 @@ class _ClientConn(asyncio.Protocol):
                 self.transport.write(error_response(status, message, close=True))
             self.transport.close()
 
-    def _answer(self, req: _Request, status: int, message: str, extra: dict[str, object] | None = None) -> bool:
-        """Write a gateway-made error; keep the connection only if the request body was fully read."""
-        keep = req.keep_alive and req.body_done
+    async def _answer(self, req: _Request, status: int, message: str, extra: dict[str, object] | None = None) -> bool:
+        """Write a gateway-made error; returns whether the connection may carry another request."""
         assert self.transport is not None
+        keep = req.keep_alive and req.body_done
         self.transport.write(error_response(status, message, close=not keep, extra=extra))
+        if not req.body_done and not req.expect_continue:
+            # Read (and drop) the rest of the body before closing, or the client may get a reset
+            # instead of our answer.
+            await self._discard_body(req)
         return keep
+
+    async def _discard_body(self, req: _Request, limit: int = 64 << 20, seconds: float = 10.0) -> None:
+        seen = 0
+        try:
+            async with asyncio.timeout(seconds):
+                while (data := await req.next_chunk()) is not None:
+                    seen += len(data)
+                    if seen > limit:
+                        return
+        except (TimeoutError, ConnectionError):
+            return
 
     async def _handle(self, req: _Request) -> bool:
         gw = self.gw
         try:
             sandbox_id, port = pick_target(req.headers)
         except CorralError as exc:
-            return self._answer(req, exc.status_code, exc.message)
+            return await self._answer(req, exc.status_code, exc.message)
         route = gw.resolve(sandbox_id)
         if route is None:
             # "was not found" is what the SDK matches to raise SandboxNotRunningException.
-            return self._answer(req, 502, f"The sandbox {sandbox_id} was not found", {"sandboxId": sandbox_id})
+            return await self._answer(req, 502, f"The sandbox {sandbox_id} was not found", {"sandboxId": sandbox_id})
         path, query = split_target(req.target)
         try:
             check_access(route, port, port == ENVD_PORT, req.method, path, query, req.headers)
         except CorralError as exc:
-            return self._answer(req, exc.status_code, exc.message)
+            return await self._answer(req, exc.status_code, exc.message)
         target = gw.upstream_for(route, port)
         if target is None:
             # "port is not open" makes the SDK raise SandboxUnreachableException.
-            return self._answer(
+            return await self._answer(
                 req, 502,
                 f"The sandbox {sandbox_id} is running but port is not open: port {port} is not served by Corral yet "
                 "(only envd, port 49983)",
@@ -395,7 +408,7 @@ class _ClientConn(asyncio.Protocol):
             try:
                 up, reused = await gw.pool.acquire(target)
             except OSError as exc:
-                return self._answer(req, 502, f"The sandbox {sandbox_id} is running but port is not open: "
+                return await self._answer(req, 502, f"The sandbox {sandbox_id} is running but port is not open: "
                                               f"envd is not reachable ({exc.strerror or exc})", {"sandboxId": sandbox_id})
             whole = req.body_done
             first = [head]
@@ -418,6 +431,9 @@ class _ClientConn(asyncio.Protocol):
                 try:
                     await done
                 except ConnectionError as exc:
+                    if pump is not None:
+                        pump.cancel()
+                        await asyncio.gather(pump, return_exceptions=True)
                     if reused and whole and not up.got_bytes and not retried:
                         retried = True          # a stale pooled connection: replay once on a fresh one
                         gw.pool.discard(up)
@@ -425,7 +441,7 @@ class _ClientConn(asyncio.Protocol):
                         continue
                     if up.head_sent:
                         return False            # mid-response failure: only closing tells the client
-                    return self._answer(req, 502, f"The connection to sandbox {sandbox_id} was lost: {exc}",
+                    return await self._answer(req, 502, f"The connection to sandbox {sandbox_id} was lost: {exc}",
                                         {"sandboxId": sandbox_id})
                 finished = True
                 body_sent = whole or bool(pump is not None and pump.done() and not pump.cancelled()
@@ -468,11 +484,12 @@ class _ClientConn(asyncio.Protocol):
     def on_response_head(self, status: int, reason: bytes, headers: Headers, mode: str) -> None:
         req = self._req
         assert req is not None
-        if mode == CHUNKED or (mode == CLOSE and req.http11):
-            self._out_chunked = True
-            headers.append((b"transfer-encoding", b"chunked"))
-        elif mode == CLOSE:
-            self._close_after = True
+        if mode in (CHUNKED, CLOSE):
+            if req.http11:
+                self._out_chunked = True
+                headers.append((b"transfer-encoding", b"chunked"))
+            else:
+                self._close_after = True  # HTTP/1.0 has no chunked encoding: the body ends at close
         if self._close_after:
             headers.append((b"connection", b"close"))
         self._out.append(b"HTTP/1.1 %d %b\r\n%b\r\n" % (status, reason or b"-", serialize_headers(headers)))

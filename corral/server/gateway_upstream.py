@@ -71,10 +71,12 @@ class UpstreamConn(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self.key = ""
+        self._read_paused = False
         self.on_lost: Callable[[UpstreamConn], None] | None = None
 
     # --- exchange API used by the client side -------------------------------------------------
     def start(self, sink: ResponseSink, head_request: bool) -> asyncio.Future[None]:
+        self.resume_reading()  # a previous exchange may have ended while its client was slow
         self._sink = sink
         self._parser = httptools.HttpResponseParser(self)
         self._head_request = head_request
@@ -102,6 +104,17 @@ class UpstreamConn(asyncio.Protocol):
         if self._write_paused:
             self._drain_waiter = asyncio.get_running_loop().create_future()
             await self._drain_waiter
+
+    def pause_reading(self) -> None:
+        """Backpressure: the client is not keeping up with this response."""
+        if not self._read_paused and not self.closed and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._read_paused and not self.closed and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
 
     def abort(self) -> None:
         self.closed = True

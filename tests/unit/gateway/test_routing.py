@@ -40,7 +40,7 @@ async def test_many_sandboxes_on_one_keepalive_connection(env: Env) -> None:
             writer.write(f"GET /whoami HTTP/1.1\r\nHost: x\r\nE2b-Sandbox-Id: {sid}\r\n"
                          f"E2b-Sandbox-Port: 49983\r\n\r\n".encode())
             head = await reader.readuntil(b"\r\n\r\n")
-            length = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")][0].split(b":")[1])
+            length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
             body = await reader.readexactly(length)
             assert head.startswith(b"HTTP/1.1 200") and sid.encode() in body
     finally:

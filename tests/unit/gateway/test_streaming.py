@@ -67,9 +67,11 @@ async def test_download_large_and_content_encoding_untouched(env: Env, client: h
 
 async def test_client_disconnect_reaches_the_agent(env: Env) -> None:
     agent = env.agents[SB1]
-    async with httpx.AsyncClient(base_url=env.url) as c:
-        async with c.stream("POST", "/process.Process/Start", headers=env.headers(), content=b"{}") as r:
-            await asyncio.wait_for(r.aiter_raw().__anext__(), 5)
-            await asyncio.wait_for(agent.stream_started.wait(), 5)
+    async with (
+        httpx.AsyncClient(base_url=env.url) as c,
+        c.stream("POST", "/process.Process/Start", headers=env.headers(), content=b"{}") as r,
+    ):
+        await asyncio.wait_for(r.aiter_raw().__anext__(), 5)
+        await asyncio.wait_for(agent.stream_started.wait(), 5)
     # The client's connection is closed now; the agent must see its request end.
     await asyncio.wait_for(agent.disconnected.wait(), 5)

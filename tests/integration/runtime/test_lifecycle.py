@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,9 +14,10 @@ import pytest
 from corral.config import Settings
 from corral.errors import ConflictError, InvalidRequestError, RuntimeFailure
 from corral.runtime import cgroups
+from corral.runtime.gvisor import GVisorRuntime
 from corral.runtime.health import health_status
 from corral.runtime.layout import is_mountpoint, loops_backed_by
-from corral.runtime.lifecycle import OciRuntime
+from corral.runtime.lifecycle import OciRuntime, run_cmd
 from tests.integration.runtime.helpers import assert_no_leaks, leftovers, make_runtime, mode_of, spec_for
 
 
@@ -55,6 +57,8 @@ async def test_create_health_destroy(runtime: OciRuntime, tiny_rootfs: Path, set
     assert sid not in await runtime.list_sandbox_ids()
     assert elapsed < 1.0, f"destroy took {elapsed:.3f}s"
     await runtime.destroy(sid)       # idempotent
+    rc, out = await run_cmd(*_list_argv(runtime))
+    assert rc == 0 and sid not in out, out    # the runtime itself has forgotten it too
     assert not (tiny_rootfs / "written-inside").exists()
 
 
@@ -153,7 +157,6 @@ async def test_rollback_missing_agent(runtime: OciRuntime, tiny_rootfs: Path, se
 
 
 async def test_rollback_on_cancel(runtime: OciRuntime, tiny_rootfs: Path, settings: Settings) -> None:
-    import asyncio
 
     spec = spec_for(tiny_rootfs)
     task = asyncio.ensure_future(runtime.create(spec))
@@ -203,7 +206,7 @@ async def test_cleanup_after_sandbox_crash(runtime: OciRuntime, tiny_rootfs: Pat
     deadline = time.monotonic() + 5
     while await runtime.is_alive(sid):
         assert time.monotonic() < deadline, "sandbox still alive after its main process was killed"
-        await _sleep(0.02)
+        await asyncio.sleep(0.02)
     fresh = make_runtime(runtime.name, settings)
     assert sid in await fresh.list_sandbox_ids()
     await fresh.destroy(sid)
@@ -226,10 +229,11 @@ async def test_cleanup_after_server_crash_mid_create(tiny_rootfs: Path, settings
     assert_no_leaks(settings, spec.sandbox_id)
 
 
-async def _sleep(s: float) -> None:
-    import asyncio
+def _list_argv(runtime: OciRuntime) -> list[str]:
+    if isinstance(runtime, GVisorRuntime):
+        return [runtime.settings.runsc_binary, *runtime.global_flags(), "list"]
+    return [runtime.settings.runc_binary, f"--root={runtime.settings.runc_root}", "list"]
 
-    await asyncio.sleep(s)
 
 
 BASE_ROOTFS = Path("/var/lib/corral/templates/base/rootfs")
@@ -260,7 +264,6 @@ async def test_base_template_user_and_sudo(runtime: OciRuntime, settings: Settin
 
 
 async def test_concurrent_creates_and_destroys(runtime: OciRuntime, tiny_rootfs: Path, settings: Settings) -> None:
-    import asyncio
 
     specs = [spec_for(tiny_rootfs, disk_mb=64) for _ in range(4)]
     handles = await asyncio.gather(*(runtime.create(s) for s in specs))
@@ -274,7 +277,6 @@ async def test_concurrent_creates_and_destroys(runtime: OciRuntime, tiny_rootfs:
 
 
 async def test_unmarked_leftover_destroyed_by_both_backends_at_once(tiny_rootfs: Path, settings: Settings) -> None:
-    import asyncio
 
     from corral.runtime import layout
 
@@ -286,3 +288,32 @@ async def test_unmarked_leftover_destroyed_by_both_backends_at_once(tiny_rootfs:
     await asyncio.gather(make_runtime("gvisor", settings).destroy(spec.sandbox_id),
                          make_runtime("runc", settings).destroy(spec.sandbox_id))
     assert_no_leaks(settings, spec.sandbox_id)
+
+
+async def test_memory_limit_enforced(runtime: OciRuntime, tiny_rootfs: Path, settings: Settings) -> None:
+    spec = spec_for(tiny_rootfs, memory_mb=128)
+    await runtime.create(spec)
+    sid = spec.sandbox_id
+    # dd's 300 MiB buffer, filled from /dev/zero, is far above the 128 MiB limit
+    rc, out = await runtime.exec_cmd(sid, ["dd", "if=/dev/zero", "of=/dev/null", "bs=300M", "count=1"], timeout=60)
+    assert rc != 0, out
+    assert "oom_kill 1" in cgroups.read("memory", sid, "memory.oom_control")
+    if runtime.name == "runc":
+        assert rc == 137 and await runtime.is_alive(sid)     # only the hog died
+    else:
+        # gVisor: the host kernel OOM-kills the Sentry, i.e. the whole sandbox.
+        deadline = time.monotonic() + 5
+        while await runtime.is_alive(sid):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+    await runtime.destroy(sid)
+    assert_no_leaks(settings, sid)
+
+
+async def test_id_reusable_after_destroy(runtime: OciRuntime, tiny_rootfs: Path) -> None:
+    """Our fast destroy (no `runsc delete`) must leave no runtime state that blocks the same id."""
+    spec = spec_for(tiny_rootfs)
+    for _ in range(2):
+        handle = await runtime.create(spec)
+        assert await health_status(handle.socket_path) == 204
+        await runtime.destroy(spec.sandbox_id)

@@ -15,7 +15,7 @@ from corral.runtime.lifecycle import OciRuntime
 from tests.integration.runtime.helpers import assert_no_leaks, make_runtime
 
 BUSYBOX = Path("/bin/busybox")
-APPLETS = ["sh", "ls", "cat", "sleep", "echo", "id", "dd", "df", "mount", "unshare", "touch", "rm", "ps"]
+APPLETS = ["sh", "ls", "cat", "sleep", "echo", "id", "dd", "df", "mount", "unshare", "touch", "rm", "ps", "seq"]
 
 
 def _need_root() -> None:

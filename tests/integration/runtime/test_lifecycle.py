@@ -317,3 +317,18 @@ async def test_id_reusable_after_destroy(runtime: OciRuntime, tiny_rootfs: Path)
         handle = await runtime.create(spec)
         assert await health_status(handle.socket_path) == 204
         await runtime.destroy(spec.sandbox_id)
+
+
+async def test_destroy_with_many_processes(runtime: OciRuntime, tiny_rootfs: Path, settings: Settings) -> None:
+    spec = spec_for(tiny_rootfs)
+    await runtime.create(spec)
+    sid = spec.sandbox_id
+    script = "for i in $(seq 150); do sleep 1000 >/dev/null 2>&1 & done; echo started"
+    rc, out = await runtime.exec_cmd(sid, ["sh", "-c", script], timeout=60)
+    assert rc == 0 and "started" in out, out
+    rc, out = await runtime.exec_cmd(sid, ["sh", "-c", "ps | grep -c 'sleep 1000'"])
+    assert int(out.split()[-1]) >= 150, out
+    t = time.perf_counter()
+    await runtime.destroy(sid)
+    assert time.perf_counter() - t < 2.0
+    assert_no_leaks(settings, sid)

@@ -34,6 +34,10 @@ async def serve(settings: Settings) -> None:
     from corral.server.gateway import Gateway
     from corral.templates.store import TemplateStore
 
+    if not logging.getLogger().handlers:
+        # Run from the CLI: our lifecycle lines (re-attach, timeouts, teardown failures) go to stderr.
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per agent /init is noise
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = open_database(settings.db_url)
     manager = SandboxManager(settings, make_runtimes(settings), TemplateStore(settings), db=db)

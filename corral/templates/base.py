@@ -14,6 +14,7 @@ from corral.config import Settings
 from corral.errors import NotFoundError, RuntimeFailure
 from corral.templates.chroot import chroot_run, in_private_mount_ns, mounts_under, run_logged
 from corral.templates.mirror import find_mirror, find_optional_mirror
+from corral.templates.npm import fetch_npm_tarball, install_npm
 from corral.templates.store import BuildInfo, TemplateInfo, TemplateStore
 
 BASE_ID = "base"
@@ -29,7 +30,7 @@ HOST_EXTRA_CAS = Path("/usr/local/share/ca-certificates")
 PACKAGES = [
     "bash", "coreutils", "procps", "psmisc", "less", "sudo", "libnss-myhostname", "ca-certificates", "tzdata",
     "python3", "python3-pip", "python3-venv", "python-is-python3",
-    "nodejs", "npm",
+    "nodejs",  # npm: from the npm registry (npm.py), or Debian's `npm` when that is not reachable
     "git", "openssh-client", "curl", "wget", "iproute2", "iputils-ping", "netcat-openbsd",
     "unzip", "zip", "xz-utils", "bzip2", "file", "jq", "tree", "vim-tiny", "nano",
 ]  # fmt: skip
@@ -120,16 +121,21 @@ def _build_into(settings: Settings, staging: Path, log: Callable[[str], None]) -
     cas = _configure_before_install(rootfs, mirror, security)
 
     t1 = time.monotonic()
-    log(f"[3/5] apt-get install {len(PACKAGES)} packages")
+    npm_tgz = fetch_npm_tarball(cache / "npm", log)
+    packages = list(PACKAGES) if npm_tgz else [*PACKAGES, "npm"]
+    log(f"[3/5] apt-get install {len(packages)} packages")
     chroot_run(
         rootfs,
         "apt-get -q update\n"
-        f"apt-get -q install -y --no-install-recommends {' '.join(PACKAGES)}\n"
+        f"apt-get -q install -y --no-install-recommends {' '.join(packages)}\n"
         "update-ca-certificates --fresh\n",
         log,
         apt_cache=deb_cache,
         what="apt-get install",
     )
+    if npm_tgz:
+        packages.append(f"npm@{install_npm(rootfs, npm_tgz)} (npm registry)")
+        chroot_run(rootfs, "npm --version", log, what="npm --version")
     log(f"      done in {time.monotonic() - t1:.0f}s")
 
     log(f"[4/5] user {USER!r} (uid {UID}, passwordless sudo), hostname, pip/npm config")
@@ -164,7 +170,7 @@ def _build_into(settings: Settings, staging: Path, log: Callable[[str], None]) -
             builder="debootstrap --variant=minbase",
             suite=SUITE,
             mirror=mirror,
-            packages=list(PACKAGES),
+            packages=packages,
             ca_certificates=cas,
             duration_s=round(took, 1),
             size_bytes=size,

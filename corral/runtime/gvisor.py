@@ -82,9 +82,10 @@ class GVisorRuntime(OciRuntime):
 
     async def _running(self, sandbox_id: str) -> bool:
         # The Sentry is the sandbox: alive when a runsc-sandbox process for this id under our root exists.
+        # Only the cgroup's members are candidates: cheap even with thousands of host processes.
         return any(
             argv[-1] == sandbox_id and "boot" in argv
-            for argv in procs.find(self.root, sandbox_id, "runsc-sandbox").values()
+            for argv in procs.find(self.root, sandbox_id, "runsc-sandbox", cgroups.pids(sandbox_id)).values()
         )
 
     def exec_argv(self, sandbox_id: str, argv: list[str]) -> list[str]:

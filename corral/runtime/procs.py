@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -14,12 +15,16 @@ def _cmdline(pid: str) -> list[str]:
         return []
 
 
-def find(root: Path, sandbox_id: str, argv0_prefix: str) -> dict[int, list[str]]:
+def find(
+    root: Path, sandbox_id: str, argv0_prefix: str, among: Iterable[int] | None = None
+) -> dict[int, list[str]]:
     """Processes whose argv[0] starts with `argv0_prefix`, that run with `--root=<root>` (our runtime state dir,
-    never another user's) and name `sandbox_id` in an argument (the id itself or our bundle path under its dir)."""
+    never another user's) and name `sandbox_id` in an argument (the id itself or our bundle path under its dir).
+    `among` limits the search to those pids (cheaper than scanning all of /proc)."""
     root_arg = f"--root={root}"
     out: dict[int, list[str]] = {}
-    for pid in os.listdir("/proc"):
+    candidates = [str(p) for p in among] if among is not None else os.listdir("/proc")
+    for pid in candidates:
         if not pid.isdigit():
             continue
         argv = _cmdline(pid)

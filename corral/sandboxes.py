@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
 from sqlalchemy import select
 
 from corral.config import Settings
@@ -20,6 +19,7 @@ from corral.db.models import utcnow
 from corral.errors import CorralError, InvalidRequestError, NotFoundError, RuntimeFailure
 from corral.ids import new_access_token, new_sandbox_id
 from corral.runtime.base import Runtime, SandboxSpec
+from corral.server.agent_calls import init_agent, start_command
 from corral.server.route import Route
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,8 @@ class TemplateLike(Protocol):
     @property
     def runtime(self) -> str | None: ...
     @property
+    def start_cmd(self) -> str | None: ...
+    @property
     def alias(self) -> str | None: ...
 
 
@@ -57,18 +59,6 @@ class TemplateSource(Protocol):
 
 # POSTs the envd /init body to the agent listening on a host unix socket.
 AgentInit = Callable[[Path, dict[str, Any]], Awaitable[None]]
-
-
-async def init_agent(socket_path: Path, body: dict[str, Any], timeout: float = 15.0) -> None:
-    """Hand the agent its env vars, access token and defaults (envd `POST /init`, answered 204)."""
-    transport = httpx.AsyncHTTPTransport(uds=str(socket_path))
-    try:
-        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
-            resp = await client.post("http://agent/init", json=body)
-    except httpx.HTTPError as e:
-        raise RuntimeFailure(f"sandbox agent did not answer /init: {e!r}") from e
-    if resp.status_code >= 300:
-        raise RuntimeFailure(f"sandbox agent refused /init: {resp.status_code} {resp.text[:200]}")
 
 
 @dataclass(frozen=True)
@@ -149,6 +139,10 @@ class SandboxManager:
         try:
             handle = await runtime.create(spec)
             await self._agent_init(handle.socket_path, init_body)
+            if template.start_cmd:
+                # E.g. the code interpreter's Jupyter server; it must be running before the SDK's first call.
+                await start_command(handle.socket_path, template.start_cmd, user=init_body["defaultUser"],
+                                    cwd=template.workdir, access_token=envd_token)
             now = utcnow()
             record = SandboxRecord(
                 id=sandbox_id, team_id=req.team_id, template_id=template.id, alias=template.alias,

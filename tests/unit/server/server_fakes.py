@@ -14,6 +14,11 @@ from corral.runtime.base import RuntimeHandle, SandboxSpec
 from corral.sandboxes import SandboxManager
 
 
+def frame(flags: int, msg: dict[str, Any]) -> bytes:
+    data = json.dumps(msg).encode()
+    return bytes([flags]) + len(data).to_bytes(4, "big") + data
+
+
 class FakeRuntime:
     """Implements the Runtime protocol in memory; each sandbox's agent answers HTTP on a real unix socket."""
 
@@ -26,6 +31,8 @@ class FakeRuntime:
         self.leftovers: set[str] = set()  # state on disk without processes (as after a crash)
         self.specs: dict[str, SandboxSpec] = {}
         self.init_bodies: dict[str, dict[str, Any]] = {}
+        self.started: dict[str, list[tuple[dict[str, Any], dict[str, str]]]] = {}  # Process/Start (body, headers)
+        self.start_fails = False
         self.destroyed: list[str] = []
         self.fail_create: BaseException | None = None
         self.fail_destroy_times = 0
@@ -49,6 +56,15 @@ class FakeRuntime:
             lines = head.decode().split("\r\n")
             headers = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
             body = await reader.readexactly(int(headers.get("content-length", "0")))
+            if lines[0].startswith("POST /process.Process/Start "):
+                self.started.setdefault(sid, []).append((json.loads(body[5:]), headers))
+                frames = (frame(2, {"error": {"code": "unknown", "message": "no shell"}}) if self.start_fails
+                          else frame(0, {"event": {"start": {"pid": 42}}}) + frame(2, {}))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/connect+json\r\n"
+                             + f"Content-Length: {len(frames)}\r\n\r\n".encode() + frames)
+                await writer.drain()
+                writer.close()
+                return
             if lines[0].startswith("POST /init "):
                 self.init_bodies[sid] = json.loads(body or b"{}")
             reason = "No Content" if self.init_status == 204 else "Error"
@@ -95,6 +111,7 @@ class FakeTemplate:
     workdir: str = "/home/user"
     user: str = "user"
     runtime: str | None = None
+    start_cmd: str | None = None
     aliases: list[str] = field(default_factory=list)
 
     @property

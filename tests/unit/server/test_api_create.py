@@ -135,3 +135,26 @@ async def test_db_failure_rolls_back(client: httpx.AsyncClient, manager: Sandbox
     monkeypatch.setattr(db, "session", real_session)
     assert r.status_code == 503
     await _assert_nothing_left(client, manager, runtimes["gvisor"], db)
+
+
+async def test_template_start_cmd_runs_after_init(client: httpx.AsyncClient, templates: object,
+                                                  runtimes: dict[str, FakeRuntime], db: Database,
+                                                  manager: SandboxManager) -> None:
+    from server_fakes import FakeTemplate
+    templates.templates.append(FakeTemplate("jupyter", start_cmd="jupyter server --port 8888"))  # type: ignore[attr-defined]
+    body = (await client.post("/v2/sandboxes", json={"templateID": "jupyter"})).json()
+    [(start, headers)] = runtimes["gvisor"].started[body["sandboxID"]]
+    assert start["process"]["args"] == ["-l", "-c", "jupyter server --port 8888"]
+    assert start["process"]["cwd"] == "/home/user"
+    assert headers["x-access-token"] == body["envdAccessToken"]
+    assert headers["authorization"] == "Basic dXNlcjo="  # "user:"
+    # No start command, no Process/Start call.
+    plain = (await client.post("/v2/sandboxes", json={"templateID": "base"})).json()["sandboxID"]
+    assert plain not in runtimes["gvisor"].started
+    # A start command that cannot start fails the create, leaving nothing behind.
+    runtimes["gvisor"].start_fails = True
+    r = await client.post("/v2/sandboxes", json={"templateID": "jupyter"})
+    assert r.status_code == 503 and "no shell" in r.json()["message"]
+    await settle(manager)
+    with db.session() as s:
+        assert s.query(SandboxRecord).count() == 2

@@ -332,3 +332,13 @@ async def test_destroy_with_many_processes(runtime: OciRuntime, tiny_rootfs: Pat
     await runtime.destroy(sid)
     assert time.perf_counter() - t < 2.0
     assert_no_leaks(settings, sid)
+
+
+async def test_layer_has_room_for_many_files(runtime: OciRuntime, tiny_rootfs: Path) -> None:
+    spec = spec_for(tiny_rootfs, disk_mb=1024)
+    handle = await runtime.create(spec)
+    st = os.statvfs(handle.sandbox_dir / "layer")
+    assert st.f_files >= 120_000                      # inodes: node_modules-sized trees fit
+    assert st.f_blocks * st.f_frsize > 900 << 20      # and the quota is (almost) all usable space
+    assert (handle.sandbox_dir / "layer.img").stat().st_blocks * 512 < 64 << 20   # still sparse on the host
+    await runtime.destroy(spec.sandbox_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -21,6 +21,7 @@ from corral.server.api_models import (
     sandbox_out,
 )
 from corral.server.auth import require_team
+from corral.server.http_errors import error_response
 from corral.server.listing import paginate, parse_metadata_query, parse_states
 
 router = APIRouter()
@@ -74,6 +75,8 @@ def _list(request: Request, team: str, *, metadata: str | None, state: list[str]
           started_after: datetime | None, order: str, limit: int | None,
           next_token: str | None) -> JSONResponse:
     states = parse_states(state)
+    if started_after is not None and started_after.tzinfo is None:
+        started_after = started_after.replace(tzinfo=UTC)  # a naive time is read as UTC
     rows = [] if states is not None and "running" not in states else _manager(request).list(
         team, metadata=parse_metadata_query(metadata), template=template, started_after=started_after)
     page, token = paginate(rows, order=order, limit=limit, next_token=next_token)
@@ -146,3 +149,20 @@ async def connect_v2(sandbox_id: str, request: Request, team: Team, body: Connec
 async def resume(sandbox_id: str, request: Request, team: Team, body: ResumeIn | None = None) -> JSONResponse:
     timeout = body.timeout if body is not None and body.timeout is not None else V1_DEFAULT_TIMEOUT
     return _connected(request, sandbox_id, team, timeout, 201)
+
+
+@router.get("/sandboxes/{sandbox_id}/metrics")
+async def metrics(sandbox_id: str, request: Request, team: Team) -> JSONResponse:
+    # The SDK treats an empty list as "no samples yet"; Corral does not sample usage (yet).
+    _manager(request).get(sandbox_id, team)
+    return JSONResponse([])
+
+
+@router.post("/sandboxes/{sandbox_id}/pause")
+@router.post("/sandboxes/{sandbox_id}/snapshots")
+@router.post("/sandboxes/{sandbox_id}/fork")
+async def unsupported(sandbox_id: str, request: Request, team: Team) -> JSONResponse:
+    # A clear "not here" instead of a bare 404, which the SDK would report as "sandbox not found".
+    _manager(request).get(sandbox_id, team)
+    action = request.url.path.rsplit("/", 1)[-1]
+    return error_response(501, f"{action}: not supported by this server (sandboxes cannot be paused or snapshotted)")

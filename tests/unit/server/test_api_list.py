@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.parse
+from datetime import UTC
 
 import httpx
 
@@ -90,3 +91,14 @@ async def test_bad_paging_params(client: httpx.AsyncClient) -> None:
                           ({"nextToken": "garbage!"}, "nextToken"), ({"order": "up"}, "order")]:
         r = await client.get("/v2/sandboxes", params=params)
         assert r.status_code == 400 and field in r.json()["message"], (params, r.text)
+
+
+async def test_started_after(client: httpx.AsyncClient) -> None:
+    from datetime import datetime, timedelta
+    sid = await make(client)
+    now = datetime.now(UTC)
+    for when, expected in [(now - timedelta(minutes=1), [sid]), (now + timedelta(minutes=1), [])]:
+        for value in (when.isoformat(), when.replace(tzinfo=None).isoformat()):  # aware and naive (UTC)
+            r = await client.get("/v2/sandboxes", params={"startedAfter": value})
+            assert r.status_code == 200, r.text
+            assert [s["sandboxID"] for s in r.json()] == expected

@@ -9,7 +9,8 @@ from corral.config import Settings
 from corral.runtime import cgroups, procs
 from corral.runtime.base import SandboxSpec
 from corral.runtime.layout import SandboxLayout
-from corral.runtime.lifecycle import READY_TIMEOUT_S, OciRuntime, kill_and_wait, run_cmd, run_detached
+from corral.runtime.lifecycle import READY_TIMEOUT_S, OciRuntime, kill_and_wait, run_detached
+from corral.runtime.procs import run_cmd
 
 
 class GVisorRuntime(OciRuntime):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import errno
 import os
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.errors import RuntimeFailure
+from corral.runtime.procs import run_cmd
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -113,12 +113,9 @@ def is_mountpoint(path: Path) -> bool:
 
 
 async def _run(*argv: str) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeFailure(f"{' '.join(argv)} failed ({proc.returncode}): {out.decode(errors='replace').strip()}")
+    rc, out = await run_cmd(*argv)
+    if rc != 0:
+        raise RuntimeFailure(f"{' '.join(argv)} failed ({rc}): {out}")
 
 
 async def create_layer(layout: SandboxLayout, disk_mb: int) -> None:

@@ -17,6 +17,7 @@ from corral.runtime import cgroups, layout, oci
 from corral.runtime.base import RuntimeHandle, SandboxSpec
 from corral.runtime.health import wait_ready
 from corral.runtime.layout import SandboxLayout
+from corral.runtime.procs import run_cmd
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +58,6 @@ async def kill_and_wait(pids: set[int], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.002)
 
 
-async def run_cmd(*argv: str, timeout: float = 30.0) -> tuple[int, str]:
-    """Run a short CLI command; returns (exit code, stdout+stderr)."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise RuntimeFailure(f"{argv[0]} {' '.join(argv[1:3])} timed out after {timeout}s") from None
-    return proc.returncode or 0, out.decode(errors="replace").strip()
-
-
 async def run_detached(argv: list[str], log_path: Path, timeout: float) -> None:
     """Run `<runtime> run --detach ...` with stdin /dev/null and stdout+stderr appended to `log_path`.
 
@@ -81,10 +68,15 @@ async def run_detached(argv: list[str], log_path: Path, timeout: float) -> None:
         proc = await asyncio.create_subprocess_exec(*argv, stdin=stdin, stdout=logf, stderr=logf)
         try:
             rc = await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise RuntimeFailure(f"{' '.join(argv[:1] + argv[-3:])} timed out; log:\n{log_tail(log_path)}") from None
+        except BaseException as e:
+            # Timeout or cancellation: stop the CLI so it spawns nothing more; what it already spawned is found by
+            # the rollback (cgroup members + /proc scan).
+            if proc.returncode is None:
+                proc.kill()
+                await asyncio.shield(proc.wait())
+            if isinstance(e, TimeoutError):
+                raise RuntimeFailure(f"{' '.join(argv[:1] + argv[-3:])} timed out; log:\n{log_tail(log_path)}") from None
+            raise
     if rc != 0:
         raise RuntimeFailure(f"{' '.join(argv[:1] + argv[-3:])} exited {rc}; log:\n{log_tail(log_path)}")
 

@@ -1,10 +1,13 @@
-"""Find a runtime's host processes by their command line (survives a server restart, unlike remembered PIDs)."""
+"""Host processes: run short CLI commands (killed if cancelled), find a runtime's processes by command line."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterable
 from pathlib import Path
+
+from corral.errors import RuntimeFailure
 
 
 def _cmdline(pid: str) -> list[str]:
@@ -33,3 +36,21 @@ def find(
         if root_arg in argv and any(sandbox_id in a for a in argv[1:]):
             out[int(pid)] = argv
     return out
+
+
+async def run_cmd(*argv: str, timeout: float = 30.0) -> tuple[int, str]:
+    """Run a short CLI command; returns (exit code, stdout+stderr). On timeout or cancellation the child is
+    killed and reaped first, so a rolled-back create never leaves e.g. a mkfs writing into a removed dir."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except BaseException as e:
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.shield(proc.wait())
+        if isinstance(e, TimeoutError):
+            raise RuntimeFailure(f"{argv[0]} {' '.join(argv[1:3])} timed out after {timeout}s") from None
+        raise
+    return proc.returncode or 0, out.decode(errors="replace").strip()

@@ -10,7 +10,8 @@ from corral.errors import RuntimeFailure
 from corral.runtime import cgroups, procs
 from corral.runtime.base import SandboxSpec
 from corral.runtime.layout import SandboxLayout
-from corral.runtime.lifecycle import READY_TIMEOUT_S, OciRuntime, kill_and_wait, pid_gone, run_cmd, run_detached
+from corral.runtime.lifecycle import READY_TIMEOUT_S, OciRuntime, kill_and_wait, pid_gone, run_detached
+from corral.runtime.procs import run_cmd
 
 
 class RuncRuntime(OciRuntime):

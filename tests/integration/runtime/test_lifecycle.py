@@ -17,7 +17,8 @@ from corral.runtime import cgroups
 from corral.runtime.gvisor import GVisorRuntime
 from corral.runtime.health import health_status
 from corral.runtime.layout import is_mountpoint, loops_backed_by
-from corral.runtime.lifecycle import OciRuntime, run_cmd
+from corral.runtime.lifecycle import OciRuntime
+from corral.runtime.procs import run_cmd
 from tests.integration.runtime.helpers import assert_no_leaks, leftovers, make_runtime, mode_of, spec_for
 
 
@@ -156,15 +157,21 @@ async def test_rollback_missing_agent(runtime: OciRuntime, tiny_rootfs: Path, se
     assert_no_leaks(settings, spec.sandbox_id)
 
 
-async def test_rollback_on_cancel(runtime: OciRuntime, tiny_rootfs: Path, settings: Settings) -> None:
-
+@pytest.mark.parametrize("delay", [0.005, 0.03, 0.06, 0.1, 0.14])
+async def test_rollback_on_cancel(runtime: OciRuntime, tiny_rootfs: Path, settings: Settings, delay: float) -> None:
+    """Cancel create at several points (layer, overlay, `run` in flight, readiness): nothing may be left."""
     spec = spec_for(tiny_rootfs)
     task = asyncio.ensure_future(runtime.create(spec))
-    await asyncio.sleep(0.03)       # mid-create: layer made, runtime starting
+    await asyncio.sleep(delay)
     task.cancel()
-    with pytest.raises(asyncio.CancelledError):
+    try:
         await task
+    except asyncio.CancelledError:
+        pass
+    else:                           # it won the race: fine, but it must then be destroyable
+        await runtime.destroy(spec.sandbox_id)
     assert_no_leaks(settings, spec.sandbox_id)
+    assert spec.sandbox_id not in await runtime.list_sandbox_ids()
 
 
 async def test_duplicate_and_bad_ids(runtime: OciRuntime, tiny_rootfs: Path) -> None:

@@ -76,7 +76,7 @@ def _build_locked(settings: Settings, store: TemplateStore, force: bool, log: Ca
             try:
                 info = store.get(BASE_ID)
                 if info.rootfs.is_dir():
-                    log(f"template {BASE_ID!r} already built at {info.rootfs} (use force=True to rebuild)")
+                    log(f"template {BASE_ID!r} already built at {info.rootfs} (rebuild with --force)")
                     return info
             except NotFoundError:
                 pass

@@ -65,6 +65,19 @@ class TemplateInfo(BaseModel):
     def alias(self) -> str | None:
         return self.aliases[0] if self.aliases else None
 
+    def summary(self) -> dict[str, str]:
+        """One flat row for tables (`corral template list`): no nested envs or package lists."""
+        b = self.build
+        return {
+            "id": self.id,
+            "aliases": ",".join(self.aliases),
+            "user": self.user,
+            "runtime": self.runtime or "default",
+            "size": f"{b.size_bytes / 1e6:.0f} MB" if b and b.size_bytes else "?",
+            "created": self.created_at.strftime("%Y-%m-%d %H:%M"),
+            "rootfs": str(self.rootfs),
+        }
+
 
 def rootfs_in_use(rootfs: Path) -> bool:
     """True when a mounted overlay (a running sandbox) names this rootfs as a lower dir; deleting it would break it."""

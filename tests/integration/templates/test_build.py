@@ -50,7 +50,7 @@ def test_build_reuse_and_failed_rebuild_keeps_the_good_one(settings: Settings, m
     # Cached: no second build.
     logs.clear()
     assert base.build_base_template(settings, log=logs.append) == info
-    assert logs == [f"template 'base' already built at {info.rootfs} (use force=True to rebuild)"]
+    assert logs == [f"template 'base' already built at {info.rootfs} (rebuild with --force)"]
 
     # A forced rebuild that fails (a package that does not exist) leaves the old template and nothing else behind.
     monkeypatch.setattr(base, "PACKAGES", [*base.PACKAGES, "corral-no-such-package"])

@@ -33,6 +33,7 @@ def test_register_get_by_id_and_alias(settings: Settings) -> None:
     assert info.alias == "base" and info.user == "user" and info.workdir == "/home/user"
     assert store.exists("debian") and not store.exists("nope")
     assert [t.id for t in store.list()] == ["base"]
+    assert info.summary()["aliases"] == "base,debian" and info.summary()["size"] == "?"
     # On disk: no rootfs key (derived from the location), and nothing else but the model's fields.
     data = json.loads((settings.templates_dir / "base" / "template.json").read_text())
     assert "rootfs" not in data and data["id"] == "base" and data["envs"] == {"LANG": "C.UTF-8"}

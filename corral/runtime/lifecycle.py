@@ -225,7 +225,7 @@ class OciRuntime(ABC):
         return await self._running(sandbox_id)
 
     async def list_sandbox_ids(self) -> list[str]:
-        ids = set(await self._state_ids())
+        ids = {i for i in await self._state_ids() if is_sandbox_id(i)}
         try:
             entries = list(self.settings.sandboxes_dir.iterdir())
         except FileNotFoundError:

@@ -49,6 +49,9 @@ async def serve(settings: Settings) -> None:
     api: asyncio.Task[None] | None = None
 
     def request_stop() -> None:
+        if server.should_exit:
+            server.force_exit = True  # a second signal: stop waiting for open connections
+            return
         log.info("stopping Corral (sandboxes keep running)")
         server.should_exit = True
 

@@ -88,7 +88,7 @@ def _build_locked(settings: Settings, store: TemplateStore, force: bool, log: Ca
             if staging.exists():
                 _rmtree_checked(staging)
             raise
-        # After the swap `staging` holds the old version, which install() keeps while a sandbox still uses it.
+        # Swaps it in atomically; the previous version is kept as .base.old-* while a sandbox may still use it.
         installed = store.install(staging, info)
         log(f"template {BASE_ID!r} ready at {installed.rootfs}")
         return installed

@@ -53,11 +53,16 @@ def run_logged(cmd: Sequence[str], log: Log, *, env: Mapping[str, str] | None = 
         errors="replace",
     )
     assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip()
-        if line:
-            tail.append(line)
-            log(f"  {line}")
+    try:
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line:
+                tail.append(line)
+                log(f"  {line}")
+    except BaseException:  # Ctrl-C, or the log callback failed: do not leave the step running behind us
+        proc.kill()
+        proc.wait()
+        raise
     rc = proc.wait()
     if rc != 0:
         last = "\n".join(tail)

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -163,4 +164,15 @@ def test_chroot_run_leaves_no_mounts_even_on_failure() -> None:
     assert mounts_under(ROOTFS) == []
     with pytest.raises(RuntimeFailure, match=r"exit 3"):
         chroot_run(ROOTFS, "echo failing; exit 3", logs.append)
+    assert mounts_under(ROOTFS) == []
+
+
+def test_chroot_run_stops_the_step_when_interrupted() -> None:
+    def interrupt(line: str) -> None:
+        raise KeyboardInterrupt
+
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        chroot_run(ROOTFS, "echo started; exec sleep 30", interrupt)
+    assert time.monotonic() - t0 < 10  # killed, not waited for
     assert mounts_under(ROOTFS) == []

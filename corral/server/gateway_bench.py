@@ -1,4 +1,4 @@
-"""Benchmark: latency the gateway adds per request and its throughput (`python -m corral.server.gateway_bench`)."""
+"""Benchmark: latency the gateway adds per request and its throughput (`python -m corral.server.gateway_bench [--agent BIN]`)."""
 
 from __future__ import annotations
 
@@ -122,23 +122,65 @@ async def _bench(path: str, port: int, n: int, concurrency: int) -> None:
               f"p99 {_pct(g_lat, .99) - _pct(d_lat, .99):.0f} us  (mean {statistics.mean(g_lat) * 1e6:.0f} us)")
 
 
+def _sdk_bench(agent: str, path: str, port: int, n: int) -> None:
+    """The stock e2b SDK against a real corral-agent: straight to it over TCP vs through the gateway."""
+    import subprocess
+
+    from e2b import Sandbox
+    from e2b.connection_config import ConnectionConfig
+    from packaging.version import Version
+
+    direct_port = port + 1
+    agents = [subprocess.Popen([agent, "serve", "--listen", listen], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+              for listen in (f"unix:{path}", f"tcp:127.0.0.1:{direct_port}")]
+    try:
+        time.sleep(1.0)
+        for label, url in (("direct to agent", f"http://127.0.0.1:{direct_port}"),
+                           ("through gateway", f"http://127.0.0.1:{port}")):
+            config = ConnectionConfig(sandbox_url=url, api_key="e2b_bench", extra_sandbox_headers={
+                "E2b-Sandbox-Id": SANDBOX, "E2b-Sandbox-Port": "49983"})
+            sbx = Sandbox(sandbox_id=SANDBOX, sandbox_domain=None, envd_version=Version("0.6.4"),
+                          envd_access_token=None, traffic_access_token=None, connection_config=config)
+            ops = (("files.exists", lambda s=sbx: s.files.exists("/tmp"), n),
+                   ('commands.run("true")', lambda s=sbx: s.commands.run("true"), max(20, n // 20)))
+            for name, op, count in ops:
+                for _ in range(10):
+                    op()
+                lat = []
+                for _ in range(count):
+                    t0 = time.perf_counter()
+                    op()
+                    lat.append(time.perf_counter() - t0)
+                print(f"[sdk {label}] {name}: p50 {_pct(lat, .5) / 1000:.2f} ms  p99 {_pct(lat, .99) / 1000:.2f} ms")
+    finally:
+        for a in agents:
+            a.terminate()
+            a.wait(5)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--agent", help="a corral-agent binary: also time the e2b SDK against it, direct vs gateway")
     args = ap.parse_args()
     port = args.port or 20000 + os.getpid() % 20000
     with tempfile.TemporaryDirectory(prefix="corral-gwbench-") as tmp:
         path = str(Path(tmp) / "agent.sock")
         ctx = mp.get_context("spawn")
-        procs = [ctx.Process(target=_run_upstream, args=(path,), daemon=True),
-                 ctx.Process(target=_run_gateway, args=(path, port), daemon=True)]
+        procs = [ctx.Process(target=_run_gateway, args=(path, port), daemon=True)]
+        if not args.agent:
+            procs.append(ctx.Process(target=_run_upstream, args=(path,), daemon=True))
         for p in procs:
             p.start()
         try:
             time.sleep(1.5)
-            _run(_bench(path, port, args.requests, args.concurrency))
+            if args.agent:
+                _sdk_bench(args.agent, path, port, args.requests // 5)
+            else:
+                _run(_bench(path, port, args.requests, args.concurrency))
         finally:
             for p in procs:
                 p.terminate()

@@ -179,3 +179,13 @@ def test_rootfs_in_use_reads_overlay_lowerdirs(tmp_path: Path, monkeypatch: pyte
     assert mod.rootfs_in_use(real_path("/t/extra"))
     assert not mod.rootfs_in_use(real_path("/t/base"))
     assert not mod.rootfs_in_use(real_path("/s1/layer/upper"))
+    # Through a symlinked templates dir (another data dir pointing at the machine's templates):
+    real = tmp_path / "machine" / "templates" / "base" / "rootfs"
+    real.mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "templates").symlink_to(tmp_path / "machine" / "templates")
+    fake.write_text(line.replace("/t/base/rootfs", str(tmp_path / "data" / "templates" / "base" / "rootfs")))
+    assert mod.rootfs_in_use(real)
+    (tmp_path / "data" / "templates").unlink()  # the symlink is gone, the mount is not: still in use
+    assert mod.rootfs_in_use(real)
+    assert not mod.rootfs_in_use(tmp_path / "machine" / "templates" / "other" / "rootfs")

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 # How the response body is framed by the upstream: no body, Content-Length, chunked, or until close.
 NONE, LENGTH, CHUNKED, CLOSE = "none", "length", "chunked", "close"
+CONNECT_TIMEOUT = 5.0
 
 
 class ResponseSink(Protocol):
@@ -41,7 +42,12 @@ class UnixTarget:
 
     async def open(self, factory: type[UpstreamConn] | object) -> UpstreamConn:
         loop = asyncio.get_running_loop()
-        _, proto = await loop.create_unix_connection(factory, str(self.path))  # type: ignore[arg-type,var-annotated]
+        try:
+            # A wedged agent with a full accept backlog must not hold the request forever.
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                _, proto = await loop.create_unix_connection(factory, str(self.path))  # type: ignore[arg-type,var-annotated]
+        except TimeoutError:
+            raise ConnectionRefusedError(f"connecting to {self.path} timed out") from None
         return proto  # type: ignore[return-value]
 
 

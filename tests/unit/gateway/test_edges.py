@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 
 import httpx
@@ -80,3 +81,21 @@ async def test_close_ends_open_streams(env: Env) -> None:
         except httpx.HTTPError:
             pass
     await asyncio.wait_for(env.agents[SB1].disconnected.wait(), 5)
+
+
+async def test_expect_100_continue(env: Env) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", env.gw.port)
+    body = os.urandom(100_000)
+    try:
+        writer.write(f"POST /upload HTTP/1.1\r\nHost: 49983-{SB1}.x\r\nExpect: 100-continue\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n".encode())
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim.startswith(b"HTTP/1.1 100")
+        writer.write(body)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 200")
+        length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+        assert hashlib.sha256(body).hexdigest().encode() in await reader.readexactly(length)
+    finally:
+        writer.close()
+    assert "expect" not in env.agents[SB1].requests[-1]["headers"]

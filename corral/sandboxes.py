@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -315,6 +315,7 @@ class SandboxManager:
             log.info("sandbox %s did not survive the restart (alive=%s); cleaning up", row.id, alive)
             dead.add(row.id)
             await self._kill(row.id)
+        owners: dict[str, list[str]] = {}
         for name, runtime in self.runtimes.items():
             try:
                 ids = await runtime.list_sandbox_ids()
@@ -323,8 +324,23 @@ class SandboxManager:
                 continue
             for sandbox_id in ids:
                 if sandbox_id not in kept and sandbox_id not in dead and sandbox_id not in self._routes:
-                    log.info("removing leftover sandbox %s (%s)", sandbox_id, name)
-                    self._spawn(self._destroy_reliably(name, sandbox_id))
+                    owners.setdefault(sandbox_id, []).append(name)
+        if not owners:
+            return
+        with self.db.session() as s:
+            recorded = {sid: rt for sid, rt in s.execute(select(SandboxRecord.id, SandboxRecord.runtime)
+                                                         .where(SandboxRecord.id.in_(list(owners))))}
+        for sandbox_id, names in owners.items():
+            # Backends may share the sandboxes/ directory and both list an id: tear down with the recorded
+            # backend when there is a row, else with each lister in turn (never two teardowns at once).
+            if recorded.get(sandbox_id) in names:
+                names = [recorded[sandbox_id]]
+            log.info("removing leftover sandbox %s (%s)", sandbox_id, ", ".join(names))
+            self._spawn(self._destroy_leftover(sandbox_id, names))
+
+    async def _destroy_leftover(self, sandbox_id: str, runtime_names: Sequence[str]) -> None:
+        for name in runtime_names:
+            await self._destroy_reliably(name, sandbox_id)
 
     async def close(self, drain_s: float = 30.0) -> None:
         """Server stop: sandboxes keep running (start() re-attaches); timers stop; pending teardowns get drain_s."""

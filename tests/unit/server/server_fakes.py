@@ -19,6 +19,11 @@ def frame(flags: int, msg: dict[str, Any]) -> bytes:
     return bytes([flags]) + len(data).to_bytes(4, "big") + data
 
 
+# Ids being torn down right now by any FakeRuntime, and ids two teardowns overlapped on (must stay empty).
+IN_DESTROY: set[str] = set()
+OVERLAPS: list[str] = []
+
+
 class FakeRuntime:
     """Implements the Runtime protocol in memory; each sandbox's agent answers HTTP on a real unix socket."""
 
@@ -77,6 +82,16 @@ class FakeRuntime:
         return self.handle_for(sid)
 
     async def destroy(self, sandbox_id: str) -> None:
+        if sandbox_id in IN_DESTROY:
+            OVERLAPS.append(sandbox_id)
+        IN_DESTROY.add(sandbox_id)
+        try:
+            await asyncio.sleep(0.01)  # a real teardown yields (runsc kill, umount): let overlaps show
+            await self._destroy(sandbox_id)
+        finally:
+            IN_DESTROY.discard(sandbox_id)
+
+    async def _destroy(self, sandbox_id: str) -> None:
         if self.fail_destroy_times > 0:
             self.fail_destroy_times -= 1
             raise RuntimeError("umount: target is busy")

@@ -140,3 +140,27 @@ async def test_cancelled_create_leaves_nothing(manager: SandboxManager, runtimes
     with db.session() as s:
         assert s.query(SandboxRecord).count() == 0
     assert not manager._routes
+
+
+async def test_leftovers_listed_by_both_backends_are_torn_down_once_at_a_time(
+        settings: Settings, runtimes: dict[str, FakeRuntime], templates: FakeTemplates, db: Database) -> None:
+    import server_fakes
+    server_fakes.OVERLAPS.clear()
+    first = SandboxManager(settings, runtimes, templates, db=db)  # type: ignore[arg-type]
+    await first.start()
+    recorded = await create(first)  # a gvisor sandbox, killed but its teardown never ran
+    await first.close()
+    with db.session() as s:
+        row = s.get(SandboxRecord, recorded)
+        assert row is not None
+        row.state = "killed"
+    orphan = "p" * 20
+    for rt in runtimes.values():  # both backends see both directories (a shared sandboxes/ dir)
+        rt.leftovers |= {orphan, recorded}
+    second = SandboxManager(settings, runtimes, templates, db=db)  # type: ignore[arg-type]
+    await second.start()
+    await settle(second)
+    assert server_fakes.OVERLAPS == []
+    assert runtimes["gvisor"].destroyed.count(recorded) == 1 and recorded not in runtimes["runc"].destroyed
+    assert orphan in runtimes["gvisor"].destroyed and orphan in runtimes["runc"].destroyed
+    await second.close()

@@ -91,6 +91,7 @@ class SandboxManager:
         self._last_activity: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.destroy_backoff_s = 0.5  # doubled after each failed teardown attempt
+        self.create_timeout_s = 120.0  # runtime start + /init + start_cmd; a hung backend must not hang the API
 
     # ---- gateway hooks (hot path: O(1), never block) ----
 
@@ -137,12 +138,16 @@ class SandboxManager:
             init_body["accessToken"] = envd_token
         started = time.monotonic()
         try:
-            handle = await runtime.create(spec)
-            await self._agent_init(handle.socket_path, init_body)
-            if template.start_cmd:
-                # E.g. the code interpreter's Jupyter server; it must be running before the SDK's first call.
-                await start_command(handle.socket_path, template.start_cmd, user=init_body["defaultUser"],
-                                    cwd=template.workdir, access_token=envd_token)
+            try:
+                async with asyncio.timeout(self.create_timeout_s):
+                    handle = await runtime.create(spec)
+                    await self._agent_init(handle.socket_path, init_body)
+                    if template.start_cmd:
+                        # E.g. the code interpreter's Jupyter server: it must run before the SDK's first call.
+                        await start_command(handle.socket_path, template.start_cmd, user=init_body["defaultUser"],
+                                            cwd=template.workdir, access_token=envd_token)
+            except TimeoutError as e:
+                raise RuntimeFailure(f"sandbox did not start within {self.create_timeout_s:g}s") from e
             now = utcnow()
             record = SandboxRecord(
                 id=sandbox_id, team_id=req.team_id, template_id=template.id, alias=template.alias,
@@ -194,7 +199,12 @@ class SandboxManager:
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[None]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
 
     # ---- queries ----
 

@@ -158,3 +158,12 @@ async def test_template_start_cmd_runs_after_init(client: httpx.AsyncClient, tem
     await settle(manager)
     with db.session() as s:
         assert s.query(SandboxRecord).count() == 2
+
+
+async def test_hung_runtime_times_out_and_rolls_back(client: httpx.AsyncClient, manager: SandboxManager,
+                                                     runtimes: dict[str, FakeRuntime], db: Database) -> None:
+    manager.create_timeout_s = 0.2
+    runtimes["gvisor"].create_delay = 30
+    r = await client.post("/v2/sandboxes", json={"templateID": "base"})
+    assert r.status_code == 503 and "did not start within" in r.json()["message"]
+    await _assert_nothing_left(client, manager, runtimes["gvisor"], db)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -48,8 +49,7 @@ async def env() -> AsyncIterator[Env]:
             routes[sid] = Route(sid, "team", sock, secure, ENVD_TOKEN if secure else None,
                                 TRAFFIC_TOKEN if secure else None)
         routes[DEAD] = Route(DEAD, "team", Path(tmp) / "nothing.sock", False, None, None)
-        for s in servers:
-            await s.start()
+        await asyncio.gather(*(s.start() for s in servers))
         activity: list[str] = []
         gw = Gateway(routes.get, activity.append, head_timeout=0.5)
         await gw.start("127.0.0.1", 0)
@@ -57,8 +57,7 @@ async def env() -> AsyncIterator[Env]:
             yield Env(gw, f"http://127.0.0.1:{gw.port}", routes, agents, activity)
         finally:
             await gw.close()
-            for s in servers:
-                await s.stop()
+            await asyncio.gather(*(s.stop() for s in servers))
 
 
 @pytest.fixture

@@ -63,10 +63,12 @@ def split_target(target: bytes) -> tuple[str, str]:
 
 def is_internal_path(path: str) -> bool:
     """True for paths only the manager may call (`/init`, envd control ops, `/_corral*`), however spelled."""
-    # The agent decodes %-escapes and cleans `//`, `/./`, `/../` before routing, so compare the same form.
-    clean = posixpath.normpath("/" + unquote(path).lstrip("/"))
-    clean = re.sub(r"/+", "/", clean)
-    return clean in _INTERNAL_PATHS or clean.startswith("/_corral")
+    if "%" in path or "//" in path or "/." in path:
+        # The agent decodes %-escapes and cleans `//`, `/./`, `/../` before routing, so compare the same form.
+        path = re.sub(r"/+", "/", posixpath.normpath("/" + unquote(path).lstrip("/")))
+    elif len(path) > 1 and path.endswith("/"):
+        path = path.rstrip("/")
+    return path in _INTERNAL_PATHS or path.startswith("/_corral")
 
 
 def _header(headers: Headers, wanted: bytes) -> bytes | None:
@@ -116,8 +118,8 @@ def check_access(route: Route, port: int, envd: bool, method: str, path: str, qu
     if envd:
         if is_internal_path(path):
             raise ForbiddenError(f"{path} is reserved for the Corral host")
-        if not route.secure:
-            return
+        if not route.secure or (path == "/health" and method == "GET"):
+            return  # envd serves its health check without a token too
         if _token_ok(_header(headers, b"x-access-token"), route.envd_access_token):
             return
         if method in ("GET", "POST") and path == "/files" and route.envd_access_token:

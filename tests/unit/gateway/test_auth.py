@@ -31,11 +31,13 @@ def url(q: dict[str, str]) -> str:
 
 
 async def test_secure_envd_needs_the_access_token(env: Env, client: httpx.AsyncClient) -> None:
-    assert (await client.get("/health", headers=env.headers(SECURE))).status_code == 401
-    r = await client.get("/health", headers=env.headers(SECURE, **{"X-Access-Token": "wrong"}))
+    assert (await client.get("/envs", headers=env.headers(SECURE))).status_code == 401
+    r = await client.get("/envs", headers=env.headers(SECURE, **{"X-Access-Token": "wrong"}))
     assert r.status_code == 401 and r.json()["code"] == 401
-    r = await client.get("/health", headers=env.headers(SECURE, **{"X-Access-Token": ENVD_TOKEN}))
-    assert r.status_code == 204
+    r = await client.get("/envs", headers=env.headers(SECURE, **{"X-Access-Token": ENVD_TOKEN}))
+    assert r.status_code == 418  # past the gateway (the fake agent has no /envs)
+    # Like envd, the health check needs no token.
+    assert (await client.get("/health", headers=env.headers(SECURE))).status_code == 204
     # /init stays closed even with the right token.
     r = await client.post("/init", headers=env.headers(SECURE, **{"X-Access-Token": ENVD_TOKEN}), json={})
     assert r.status_code == 403

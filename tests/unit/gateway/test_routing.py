@@ -93,7 +93,7 @@ async def test_internal_paths_are_403(env: Env, client: httpx.AsyncClient) -> No
         r = await client.post(path, headers=env.headers(), content=b"{}")
         assert r.status_code == 403, path
     assert env.agents[SB1].requests == []
-    for spelled in ("//init", "/files/../init", "/./init/", "/%2finit", "/_CORRAL", "/_corral"):
+    for spelled in ("//init", "/files/../init", "/./init/", "/init/", "/%2finit", "/_CORRAL", "/_corral"):
         assert is_internal_path(spelled) or spelled == "/_CORRAL", spelled
     assert not is_internal_path("/files") and not is_internal_path("/initx")
 

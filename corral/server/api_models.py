@@ -16,7 +16,7 @@ CLIENT_ID = "corral"
 
 class _WireIn(BaseModel):
     # These bodies are E2B's protocol, not ours: newer SDKs add fields, and those must not break old servers.
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 
 
 class AutoResumeIn(_WireIn):

@@ -64,12 +64,15 @@ def _run_gateway(path: str, port: int) -> None:
 
 
 def _run(coro: object) -> None:
-    try:
-        import uvloop
+    if os.environ.get("CORRAL_BENCH_LOOP") != "asyncio":
+        try:
+            import uvloop
 
-        uvloop.run(coro)  # type: ignore[arg-type]
-    except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]
+            uvloop.run(coro)  # type: ignore[arg-type]
+            return
+        except ImportError:
+            pass
+    asyncio.run(coro)  # type: ignore[arg-type]
 
 
 _REQUEST = (
@@ -165,7 +168,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--agent", help="a corral-agent binary: also time the e2b SDK against it, direct vs gateway")
+    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop", help="event loop of every process")
     args = ap.parse_args()
+    os.environ["CORRAL_BENCH_LOOP"] = args.loop  # inherited by the spawned gateway and upstream
     port = args.port or 20000 + os.getpid() % 20000
     with tempfile.TemporaryDirectory(prefix="corral-gwbench-") as tmp:
         path = str(Path(tmp) / "agent.sock")

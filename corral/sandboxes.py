@@ -160,7 +160,7 @@ class SandboxManager:
                 s.add(record)
         except BaseException as e:
             # Shielded: a cancelled request must still not leave a half-created sandbox behind.
-            await asyncio.shield(self._destroy_now(runtime, sandbox_id))
+            await asyncio.shield(self._destroy_now(runtime_name, sandbox_id))
             if isinstance(e, CorralError) or not isinstance(e, Exception):
                 raise
             raise RuntimeFailure(f"could not start sandbox: {e}") from e
@@ -169,11 +169,13 @@ class SandboxManager:
                  time.monotonic() - started)
         return record
 
-    async def _destroy_now(self, runtime: Runtime, sandbox_id: str) -> None:
+    async def _destroy_now(self, runtime_name: str, sandbox_id: str) -> None:
         try:
-            await runtime.destroy(sandbox_id)
+            await self.runtimes[runtime_name].destroy(sandbox_id)
         except Exception:
-            log.exception("cleanup of half-created sandbox %s failed; start() will retry", sandbox_id)
+            # It may still be running: keep trying in the background (and start() would clean it up too).
+            log.exception("cleanup of half-created sandbox %s failed; retrying in the background", sandbox_id)
+            self._spawn(self._destroy_reliably(runtime_name, sandbox_id))
 
     def _register(self, record: SandboxRecord, socket_path: Path) -> None:
         self._routes[record.id] = Route(

@@ -167,3 +167,13 @@ async def test_hung_runtime_times_out_and_rolls_back(client: httpx.AsyncClient, 
     r = await client.post("/v2/sandboxes", json={"templateID": "base"})
     assert r.status_code == 503 and "did not start within" in r.json()["message"]
     await _assert_nothing_left(client, manager, runtimes["gvisor"], db)
+
+
+async def test_rollback_retries_a_failed_teardown(client: httpx.AsyncClient, manager: SandboxManager,
+                                                  runtimes: dict[str, FakeRuntime], db: Database) -> None:
+    manager.destroy_backoff_s = 0.01
+    runtimes["gvisor"].init_status = 500
+    runtimes["gvisor"].fail_destroy_times = 2  # the inline cleanup and the first background retry fail
+    r = await client.post("/v2/sandboxes", json={"templateID": "base"})
+    assert r.status_code == 503
+    await _assert_nothing_left(client, manager, runtimes["gvisor"], db)

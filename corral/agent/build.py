@@ -37,7 +37,7 @@ def build_agent(out: Path | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, GOPROXY="off", GOFLAGS="-mod=mod", CGO_ENABLED="0", GO111MODULE="on")
     env.setdefault("GOCACHE", "/tmp/corral-go-cache")
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
     subprocess.run(
         ["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp), "."],
         cwd=AGENT_DIR,

@@ -102,7 +102,7 @@ func writeUnaryError(w http.ResponseWriter, e *rpcError) {
 }
 
 const (
-	flagEndStream = 0x02
+	flagEndStream  = 0x02
 	flagCompressed = 0x01
 )
 

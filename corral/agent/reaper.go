@@ -19,7 +19,19 @@ type reaper struct {
 	waiters map[int]chan<- syscall.WaitStatus
 }
 
+var (
+	theReaper     *reaper
+	theReaperOnce sync.Once
+)
+
+// newReaper returns the process-wide reaper: two wait4(-1) loops in one
+// process would steal each other's statuses.
 func newReaper() *reaper {
+	theReaperOnce.Do(func() { theReaper = startReaper() })
+	return theReaper
+}
+
+func startReaper() *reaper {
 	r := &reaper{waiters: map[int]chan<- syscall.WaitStatus{}}
 	// Outside a sandbox (tests) the agent is not PID 1; becoming a subreaper
 	// gives it the same duty for its descendants' orphans.

@@ -58,9 +58,9 @@ func (a *agent) spawn(req *startRequest, u *userInfo, timeout time.Duration) (*p
 		exitCh: make(chan syscall.WaitStatus, 1),
 		done:   make(chan struct{}),
 	}
-	var files []*os.File      // the child's 0,1,2
-	var childEnds []*os.File  // closed in the parent after the fork
-	var outputs []*os.File    // read by pumps
+	var files []*os.File     // the child's 0,1,2
+	var childEnds []*os.File // closed in the parent after the fork
+	var outputs []*os.File   // read by pumps
 	var kinds []string
 	cleanup := func() {
 		for _, f := range append(childEnds, outputs...) {

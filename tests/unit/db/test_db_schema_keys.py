@@ -18,7 +18,7 @@ from corral.server.keys import create_key, list_keys, revoke_key, team_for_key
 def test_migrations_create_schema_on_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "corral.db"
     db = open_database(f"sqlite:///{path}")
-    assert path.exists()
+    assert path.exists() and path.stat().st_mode & 0o777 == 0o600  # it holds access tokens
     tables = set(inspect(db.engine).get_table_names())
     assert {"teams", "api_keys", "sandboxes", "alembic_version"} <= tables
     columns = {c["name"] for c in inspect(db.engine).get_columns("sandboxes")}

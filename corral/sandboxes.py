@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from corral.config import Settings
 from corral.db import Database, SandboxRecord, open_database
@@ -91,6 +91,7 @@ class SandboxManager:
         self._last_activity: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.destroy_backoff_s = 0.5  # doubled after each failed teardown attempt
+        self.killed_retention = timedelta(days=30)
         self.create_timeout_s = 120.0  # runtime start + /init + start_cmd; a hung backend must not hang the API
 
     # ---- gateway hooks (hot path: O(1), never block) ----
@@ -302,6 +303,9 @@ class SandboxManager:
     async def start(self) -> None:
         """Re-attach to sandboxes that survived a server restart; destroy everything else the runtimes hold."""
         with self.db.session() as s:
+            # History of killed sandboxes is kept for a while (debugging, `corral ls --all` later), then dropped.
+            s.execute(delete(SandboxRecord).where(
+                SandboxRecord.state == KILLED, SandboxRecord.killed_at < utcnow() - self.killed_retention))
             rows = list(s.scalars(select(SandboxRecord).where(SandboxRecord.state == RUNNING)))
         kept: set[str] = set()
         dead: set[str] = set()

@@ -164,3 +164,25 @@ async def test_leftovers_listed_by_both_backends_are_torn_down_once_at_a_time(
     assert runtimes["gvisor"].destroyed.count(recorded) == 1 and recorded not in runtimes["runc"].destroyed
     assert orphan in runtimes["gvisor"].destroyed and orphan in runtimes["runc"].destroyed
     await second.close()
+
+
+async def test_start_prunes_old_killed_rows(settings: Settings, runtimes: dict[str, FakeRuntime],
+                                            templates: FakeTemplates, db: Database) -> None:
+    first = SandboxManager(settings, runtimes, templates, db=db)  # type: ignore[arg-type]
+    await first.start()
+    old, recent, alive = await create(first), await create(first), await create(first)
+    team = _team(db, old)
+    await first.kill(old, team)
+    await first.kill(recent, team)
+    await settle(first)
+    await first.close()
+    with db.session() as s:
+        row = s.get(SandboxRecord, old)
+        assert row is not None
+        row.killed_at = utcnow() - timedelta(days=31)
+    second = SandboxManager(settings, runtimes, templates, db=db)  # type: ignore[arg-type]
+    await second.start()
+    with db.session() as s:
+        assert s.get(SandboxRecord, old) is None
+        assert s.get(SandboxRecord, recent) is not None and s.get(SandboxRecord, alive) is not None
+    await second.close()

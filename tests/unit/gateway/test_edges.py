@@ -8,6 +8,8 @@ import os
 
 import httpx
 
+from corral.server.gateway import Gateway
+
 from .conftest import SB1, SECURE, Env
 
 
@@ -50,7 +52,7 @@ async def test_slow_reader_then_reuse(env: Env) -> None:
     try:
         writer.write(f"GET /download?size={size} HTTP/1.1\r\nHost: 49983-{SB1}.x\r\n\r\n".encode())
         await asyncio.sleep(0.5)  # let every buffer fill up: the gateway must not hold 32 MiB
-        buffered = [c.transport.get_write_buffer_size() for c in env.gw._conns if c.transport is not None]
+        buffered = [c.transport.get_write_buffer_size() for c in env.gw.conns if c.transport is not None]
         assert max(buffered) < 4 << 20, buffered
         head = await reader.readuntil(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200")
@@ -99,3 +101,19 @@ async def test_expect_100_continue(env: Env) -> None:
     finally:
         writer.close()
     assert "expect" not in env.agents[SB1].requests[-1]["headers"]
+
+
+async def test_connection_cap(env: Env) -> None:
+    gw = Gateway(env.routes.get, max_connections=1)
+    await gw.start("127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gw.port}") as first:
+            assert (await first.get("/health", headers=env.headers())).status_code == 204
+            reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+            try:
+                assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 503")
+            finally:
+                writer.close()
+            assert (await first.get("/health", headers=env.headers())).status_code == 204
+    finally:
+        await gw.close()

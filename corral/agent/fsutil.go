@@ -48,9 +48,16 @@ func fsError(err error, path string) error {
 // chownTo gives path to u (the agent runs as root; files created for a user
 // must belong to that user). Only done when we are root.
 func chownTo(path string, u *userInfo) {
-	if os.Getuid() == 0 {
-		_ = os.Lchown(path, int(u.UID), int(u.GID))
+	if os.Getuid() != 0 {
+		return
 	}
+	// Skipping a no-op chown spares watchers a spurious CHMOD event.
+	if st, err := os.Lstat(path); err == nil {
+		if s, ok := st.Sys().(*syscall.Stat_t); ok && s.Uid == u.UID && s.Gid == u.GID {
+			return
+		}
+	}
+	_ = os.Lchown(path, int(u.UID), int(u.GID))
 }
 
 // mkdirAllAs is MkdirAll that chowns every directory it creates to u.

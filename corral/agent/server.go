@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -102,6 +104,18 @@ func serve(args []string) error {
 	}
 	log.Printf("corral-agent: serving on %s (pid %d)", *listenSpec, os.Getpid())
 	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 30 * time.Second}
+	// As PID 1 the kernel only delivers signals we handle: make SIGTERM/SIGINT
+	// a clean shutdown (which, for init, ends the sandbox).
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		sig := <-stop
+		log.Printf("corral-agent: %v, shutting down", sig)
+		for _, p := range a.procs.list() {
+			_ = p.signal(syscall.SIGTERM)
+		}
+		_ = srv.Close() // also removes the unix socket file
+	}()
 	err = srv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil

@@ -11,6 +11,7 @@ import httptools
 
 from corral.errors import CorralError
 from corral.server.gateway_http import (
+    HOP_BY_HOP,
     LAST_CHUNK,
     Headers,
     chunk,
@@ -30,6 +31,12 @@ log = logging.getLogger(__name__)
 _BODY_HIGH = 1 << 20      # pause reading the client above this much buffered request body
 _BODY_LOW = 256 << 10     # and resume below this
 
+# What the request parser looks for in a header name (lower-cased); anything else is forwarded as is.
+_HOP, _EXPECT, _SID, _PORT, _HOST, _ACCESS, _TRAFFIC = range(7)
+_KIND: dict[bytes, int] = {name: _HOP for name in HOP_BY_HOP}
+_KIND.update({b"expect": _EXPECT, b"e2b-sandbox-id": _SID, b"e2b-sandbox-port": _PORT, b"host": _HOST,
+              b"x-access-token": _ACCESS, b"e2b-traffic-access-token": _TRAFFIC})
+
 
 class Request:
     """One parsed request head plus its body as it streams in."""
@@ -39,14 +46,20 @@ class Request:
         "_chunks",
         "_conn",
         "_waiter",
+        "access_token",
         "body_done",
         "chunked",
         "expect_continue",
+        "forward",
         "headers",
+        "host",
         "http11",
         "keep_alive",
         "method",
+        "sandbox_id",
+        "sandbox_port",
         "target",
+        "traffic_token",
     )
 
     def __init__(self, conn: ClientConn, method: bytes, target: bytes, headers: Headers, http11: bool,
@@ -59,12 +72,46 @@ class Request:
         self.keep_alive = keep_alive
         self.chunked = False
         self.expect_continue = False
+        self.sandbox_id: bytes | None = None
+        self.sandbox_port: bytes | None = None
+        self.host: bytes | None = None
+        self.access_token: bytes | None = None
+        self.traffic_token: bytes | None = None
+        # One pass over the headers: pick out what the gateway reads and serialize what it forwards.
+        forward: list[bytes] = []
+        odd_connection = False
         for name, value in headers:
             low = name.lower()
-            if low == b"transfer-encoding" and b"chunked" in value.lower():
-                self.chunked = True
-            elif low == b"expect" and value.strip().lower() == b"100-continue":
-                self.expect_continue = True
+            kind = _KIND.get(low)
+            if kind is None:
+                forward.append(b"%b: %b\r\n" % (name, value))
+                continue
+            if kind == _HOP:
+                if low == b"transfer-encoding" and b"chunked" in value.lower():
+                    self.chunked = True
+                elif low == b"connection" and value.lower().strip() not in (b"keep-alive", b"close"):
+                    odd_connection = True
+                continue
+            if kind == _EXPECT:
+                self.expect_continue = value.strip().lower() == b"100-continue"
+                continue
+            forward.append(b"%b: %b\r\n" % (name, value))
+            if kind == _SID:
+                self.sandbox_id = value.strip()
+            elif kind == _PORT:
+                self.sandbox_port = value.strip()
+            elif kind == _HOST:
+                self.host = value.strip()
+            elif kind == _ACCESS:
+                self.access_token = value
+            elif kind == _TRAFFIC:
+                self.traffic_token = value
+        if odd_connection:
+            # Headers named in `Connection:` are hop-by-hop too (rare): take the slow, general path.
+            forward = [b"%b: %b\r\n" % (n, v) for n, v in forwardable(headers) if n.lower() != b"expect"]
+        if self.chunked:
+            forward.append(b"transfer-encoding: chunked\r\n")
+        self.forward = b"".join(forward)
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self.body_done = False
@@ -316,7 +363,7 @@ class ClientConn(asyncio.Protocol):
     async def _handle(self, req: Request) -> bool:
         gw = self.gw
         try:
-            sandbox_id, port = pick_target(req.headers)
+            sandbox_id, port = pick_target(req.sandbox_id, req.sandbox_port, req.host)
         except CorralError as exc:
             return await self._answer(req, exc.status_code, exc.message)
         route = gw.resolve(sandbox_id)
@@ -325,7 +372,7 @@ class ClientConn(asyncio.Protocol):
             return await self._answer(req, 502, f"The sandbox {sandbox_id} was not found", {"sandboxId": sandbox_id})
         path, query = split_target(req.target)
         try:
-            check_access(route, port, port == ENVD_PORT, req.method, path, query, req.headers)
+            check_access(route, port, port == ENVD_PORT, req.method, path, query, req.access_token, req.traffic_token)
         except CorralError as exc:
             return await self._answer(req, exc.status_code, exc.message)
         target = gw.upstream_for(route, port)
@@ -348,11 +395,7 @@ class ClientConn(asyncio.Protocol):
         return await self._proxy(req, target, sandbox_id)
 
     def _upstream_head(self, req: Request) -> bytes:
-        headers = [(n, v) for n, v in forwardable(req.headers) if n.lower() != b"expect"]
-        if req.chunked:
-            headers = [(n, v) for n, v in headers if n.lower() != b"content-length"]
-            headers.append((b"transfer-encoding", b"chunked"))
-        return b"%b %b HTTP/1.1\r\n%b\r\n" % (req.method.encode(), req.target, serialize_headers(headers))
+        return b"%b %b HTTP/1.1\r\n%b\r\n" % (req.method.encode(), req.target, req.forward)
 
     async def _proxy(self, req: Request, target: UpstreamTarget, sandbox_id: str) -> bool:
         gw = self.gw

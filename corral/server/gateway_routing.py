@@ -11,7 +11,6 @@ import time
 from urllib.parse import parse_qs, unquote
 
 from corral.errors import AuthError, ForbiddenError, InvalidRequestError
-from corral.server.gateway_http import Headers
 from corral.server.route import Route
 
 _SANDBOX_ID = re.compile(rb"^[a-z0-9]{20}$")
@@ -22,19 +21,8 @@ _HOST = re.compile(rb"^([0-9]{1,5})-([a-z0-9]{20})(?:\.[^:]*)?(?::[0-9]+)?$")
 _INTERNAL_PATHS = frozenset({"/init", "/freeze", "/unfreeze", "/collapse", "/fsfreeze", "/fsthaw"})
 
 
-def pick_target(headers: Headers) -> tuple[str, int]:
+def pick_target(sid: bytes | None, port: bytes | None, host: bytes | None) -> tuple[str, int]:
     """(sandbox_id, port) from `E2b-Sandbox-Id`/`E2b-Sandbox-Port`, else from a `{port}-{id}.{domain}` Host."""
-    sid: bytes | None = None
-    port: bytes | None = None
-    host: bytes | None = None
-    for name, value in headers:
-        low = name.lower()
-        if low == b"e2b-sandbox-id":
-            sid = value.strip()
-        elif low == b"e2b-sandbox-port":
-            port = value.strip()
-        elif low == b"host":
-            host = value.strip()
     if sid is not None:
         if not _SANDBOX_ID.match(sid):
             raise InvalidRequestError("E2b-Sandbox-Id must be a 20-character sandbox id of [a-z0-9]")
@@ -69,13 +57,6 @@ def is_internal_path(path: str) -> bool:
     elif len(path) > 1 and path.endswith("/"):
         path = path.rstrip("/")
     return path in _INTERNAL_PATHS or path.startswith("/_corral")
-
-
-def _header(headers: Headers, wanted: bytes) -> bytes | None:
-    for name, value in headers:
-        if name.lower() == wanted:
-            return value
-    return None
 
 
 def _token_ok(given: bytes | None, expected: str | None) -> bool:
@@ -113,20 +94,19 @@ def _check_signed_file_url(method: str, query: str, token: str) -> None:
         raise AuthError("invalid file URL signature")
 
 
-def check_access(route: Route, port: int, envd: bool, method: str, path: str, query: str, headers: Headers) -> None:
+def check_access(route: Route, port: int, envd: bool, method: str, path: str, query: str,
+                 access_token: bytes | None, traffic_token: bytes | None) -> None:
     """Raise ForbiddenError/AuthError unless this client may send this request to this sandbox port."""
     if envd:
         if is_internal_path(path):
             raise ForbiddenError(f"{path} is reserved for the Corral host")
         if not route.secure or (path == "/health" and method == "GET"):
             return  # envd serves its health check without a token too
-        if _token_ok(_header(headers, b"x-access-token"), route.envd_access_token):
+        if _token_ok(access_token, route.envd_access_token):
             return
         if method in ("GET", "POST") and path == "/files" and route.envd_access_token:
             _check_signed_file_url(method, query, route.envd_access_token)
             return
         raise AuthError("missing or invalid X-Access-Token for a secure sandbox")
-    if route.traffic_access_token and not _token_ok(
-        _header(headers, b"e2b-traffic-access-token"), route.traffic_access_token
-    ):
+    if route.traffic_access_token and not _token_ok(traffic_token, route.traffic_access_token):
         raise AuthError(f"missing or invalid E2B-Traffic-Access-Token for port {port}")

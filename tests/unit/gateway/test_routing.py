@@ -23,6 +23,12 @@ async def test_header_routing_reaches_the_agent(env: Env, client: httpx.AsyncCli
     assert body["name"] == SB2 and body["query"] == "x=1"
     assert body["headers"]["x-thing"] == "v"
     assert env.agents[SB1].requests[0]["path"] == "/health"
+    # Hop-by-hop headers, including those named in Connection, stay at the gateway.
+    r = await client.get("/whoami", headers=env.headers(**{"Connection": "keep-alive, x-hop", "X-Hop": "1",
+                                                           "Keep-Alive": "timeout=5", "X-Kept": "2"}))
+    seen = r.json()["headers"]
+    assert "x-hop" not in seen and "keep-alive" not in seen and seen["x-kept"] == "2"
+    assert seen["e2b-sandbox-id"] == SB1
 
 
 async def test_host_routing(env: Env, client: httpx.AsyncClient) -> None:

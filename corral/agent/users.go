@@ -56,7 +56,7 @@ func lookupUser(name string) (*userInfo, error) {
 	if name == "root" {
 		return &userInfo{Name: "root", Home: "/root", Shell: "/bin/sh", Groups: []uint32{0}}, nil
 	}
-	return nil, errf("unauthenticated", "user %q not found in %s/passwd", name, etcRoot)
+	return nil, errf("invalid_argument", "user %q not found in %s/passwd", name, etcRoot)
 }
 
 func groupsOf(name string, primary uint32) []uint32 {

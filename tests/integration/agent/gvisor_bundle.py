@@ -17,8 +17,19 @@ import time
 from pathlib import Path
 
 _CAPS = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID",
-    "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_MKNOD", "CAP_AUDIT_WRITE", "CAP_SETFCAP",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_MKNOD",
+    "CAP_AUDIT_WRITE",
+    "CAP_SETFCAP",
 ]
 
 
@@ -38,8 +49,12 @@ def bundle_config(rootfs: Path, agent: Path, sockdir: Path) -> dict:
         "mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc"},
             {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {
+                "destination": "/dev/pts",
+                "type": "devpts",
+                "source": "devpts",
+                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+            },
             {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
             {"destination": "/.corral/corral-agent", "type": "bind", "source": str(agent), "options": ["rbind", "ro"]},
             {"destination": "/run/corral", "type": "bind", "source": str(sockdir), "options": ["rbind", "rw"]},
@@ -102,16 +117,28 @@ class GvisorAgent:
         self.sockdir.mkdir(mode=0o700)
         (workdir / "bundle").mkdir()
         (workdir / "bundle" / "config.json").write_text(json.dumps(bundle_config(rootfs, agent, self.sockdir)))
-        self.runsc = ["runsc", "--root", str(workdir / "runsc-root"), "--network=none",
-                      "--host-uds=create", "--overlay2=root:memory"]
+        self.runsc = [
+            "runsc",
+            "--root",
+            str(workdir / "runsc-root"),
+            "--network=none",
+            "--host-uds=create",
+            "--overlay2=root:memory",
+        ]
         self.relay: Relay | None = None
         self.ready_ms = 0.0
 
     def start(self) -> None:
         t0 = time.monotonic()
         with open(self.workdir / "agent.log", "wb") as log:
-            subprocess.run([*self.runsc, "run", "--detach", "--bundle", str(self.workdir / "bundle"), self.id],
-                           stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=True, timeout=60)
+            subprocess.run(
+                [*self.runsc, "run", "--detach", "--bundle", str(self.workdir / "bundle"), self.id],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=60,
+            )
         sock = self.sockdir / "agent.sock"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -128,8 +155,8 @@ class GvisorAgent:
     def stop(self) -> None:
         if self.relay:
             self.relay.close()
-        subprocess.run([*self.runsc, "kill", self.id, "KILL"], capture_output=True, timeout=30)
-        subprocess.run([*self.runsc, "delete", "-force", self.id], capture_output=True, timeout=30)
+        subprocess.run([*self.runsc, "kill", self.id, "KILL"], capture_output=True, timeout=30, check=False)
+        subprocess.run([*self.runsc, "delete", "-force", self.id], capture_output=True, timeout=30, check=False)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

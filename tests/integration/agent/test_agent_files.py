@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from e2b import FileType, NotFoundException, Sandbox
+from e2b import FileType, NotFoundException, Sandbox, SandboxException
 from e2b.sandbox.filesystem.filesystem import WriteEntry
 from e2b.sandbox.filesystem.watch_handle import FilesystemEventType
 
@@ -124,8 +124,8 @@ def test_watch_dir(sbx: Sandbox, tmpdir_: Path) -> None:
         assert ("moved.txt", FilesystemEventType.REMOVE) in kinds
     finally:
         w.stop()
-    with pytest.raises(Exception):
-        w.get_new_events()  # stopped
+    with pytest.raises(SandboxException, match="stopped"):
+        w.get_new_events()
 
 
 def test_watch_dir_include_entry(sbx: Sandbox, tmpdir_: Path) -> None:

@@ -14,7 +14,7 @@ def test_build_is_static_and_cached(tmp_path: Path) -> None:
     assert out == tmp_path / "agent" and os.access(out, os.X_OK)
     # statically linked: no program interpreter, so it runs in any image (musl, no libc)
     assert b"/lib64/ld-linux" not in out.read_bytes()[:4096]
-    assert "statically linked" in subprocess.run(["file", str(out)], capture_output=True, text=True).stdout
+    assert "statically linked" in subprocess.run(["file", str(out)], capture_output=True, text=True, check=True).stdout
     mtime = out.stat().st_mtime_ns
     build_agent(out)
     assert out.stat().st_mtime_ns == mtime  # up to date: not rebuilt

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -163,6 +165,37 @@ func TestWatcherRecursive(t *testing.T) {
 	for _, want := range []string{"sub EVENT_TYPE_CREATE", "sub/f.txt EVENT_TYPE_CREATE", "sub/f.txt EVENT_TYPE_WRITE", "sub/f.txt EVENT_TYPE_REMOVE"} {
 		if !seen[want] {
 			t.Errorf("missing %q in %v", want, seen)
+		}
+	}
+}
+
+func TestEndpointCloseAndReopen(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "run", "agent.sock")
+	e := &endpoint{spec: "unix:" + sock, handler: newAgent().handler()}
+	health := func() int {
+		c := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+		resp, err := c.Get("http://agent/health")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for round := 0; round < 2; round++ {
+		if err := e.open(); err != nil {
+			t.Fatal(err)
+		}
+		if got := health(); got != 204 {
+			t.Fatalf("round %d: health %d", round, got)
+		}
+		e.close()
+		if _, err := os.Stat(sock); !os.IsNotExist(err) {
+			t.Fatalf("socket file still there after close: %v", err)
+		}
+		if got := health(); got != 0 {
+			t.Fatalf("health answered while closed: %d", got)
 		}
 	}
 }

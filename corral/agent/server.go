@@ -98,27 +98,77 @@ func serve(args []string) error {
 		return err
 	}
 	a := newAgent()
-	ln, err := listen(*listenSpec)
-	if err != nil {
+	l := &endpoint{spec: *listenSpec, handler: a.handler()}
+	if err := l.open(); err != nil {
 		return err
 	}
 	log.Printf("corral-agent: serving on %s (pid %d)", *listenSpec, os.Getpid())
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 30 * time.Second}
-	// As PID 1 the kernel only delivers signals we handle: make SIGTERM/SIGINT
-	// a clean shutdown (which, for init, ends the sandbox).
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	go func() {
-		sig := <-stop
-		log.Printf("corral-agent: %v, shutting down", sig)
-		for _, p := range a.procs.list() {
-			_ = p.signal(syscall.SIGTERM)
+	// As PID 1 the kernel only delivers signals we handle. SIGTERM/SIGINT: a
+	// clean shutdown (which, for init, ends the sandbox). SIGUSR1: quiesce,
+	// i.e. close the listener and every connection so that no host socket is
+	// held (runsc cannot checkpoint a bound host UDS); SIGUSR2: listen again.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGUSR1:
+			l.close()
+			log.Printf("corral-agent: quiesced (listener closed)")
+		case syscall.SIGUSR2:
+			if err := l.open(); err != nil {
+				log.Printf("corral-agent: reopen %s: %v", l.spec, err)
+			} else {
+				log.Printf("corral-agent: listening again on %s", l.spec)
+			}
+		default:
+			log.Printf("corral-agent: %v, shutting down", sig)
+			for _, p := range a.procs.list() {
+				_ = p.signal(syscall.SIGTERM)
+			}
+			l.close()
+			return nil
 		}
-		_ = srv.Close() // also removes the unix socket file
-	}()
-	err = srv.Serve(ln)
-	if errors.Is(err, http.ErrServerClosed) {
+	}
+	return nil
+}
+
+// endpoint is the listener plus its HTTP server; it can be closed and opened
+// again while the agent's state (processes, watchers) lives on.
+type endpoint struct {
+	spec    string
+	handler http.Handler
+	mu      sync.Mutex
+	srv     *http.Server
+}
+
+func (e *endpoint) open() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.srv != nil {
 		return nil
 	}
-	return err
+	ln, err := listen(e.spec)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: e.handler, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 15 * time.Minute}
+	e.srv = srv
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Printf("corral-agent: serve: %v", err)
+		}
+	}()
+	return nil
+}
+
+// close stops listening (a unix socket file is removed) and drops every
+// connection, streams included: their processes keep running.
+func (e *endpoint) close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.srv == nil {
+		return
+	}
+	_ = e.srv.Close()
+	e.srv = nil
 }

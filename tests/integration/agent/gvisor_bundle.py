@@ -149,6 +149,50 @@ class GvisorAgent:
             time.sleep(0.01)
         raise TimeoutError("agent in gVisor did not answer /health: " + self.log_tail())
 
+    def signal(self, sig: str) -> None:
+        subprocess.run([*self.runsc, "kill", self.id, sig], check=True, capture_output=True, timeout=30)
+
+    def wait_socket(self, present: bool, timeout: float = 10) -> None:
+        sock = self.sockdir / "agent.sock"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (sock.exists() and _health(sock)) if present else not sock.exists():
+                return
+            time.sleep(0.01)
+        raise TimeoutError(f"agent socket present={not present} after {timeout}s: " + self.log_tail())
+
+    def checkpoint_restore(self) -> tuple[float, float]:
+        """Quiesce (SIGUSR1), checkpoint, restore, reopen (SIGUSR2); returns the
+        checkpoint and restore-to-healthy times in ms."""
+        self.signal("USR1")
+        self.wait_socket(present=False)
+        img = self.workdir / "img"
+        t0 = time.monotonic()
+        subprocess.run([*self.runsc, "checkpoint", f"--image-path={img}", self.id], check=True, timeout=60)
+        t1 = time.monotonic()
+        subprocess.run([*self.runsc, "delete", "-force", self.id], check=True, timeout=60)
+        t2 = time.monotonic()
+        with open(self.workdir / "agent.log", "ab") as log:
+            subprocess.run(
+                [
+                    *self.runsc,
+                    "restore",
+                    f"--image-path={img}",
+                    "--detach",
+                    "--bundle",
+                    str(self.workdir / "bundle"),
+                    self.id,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                check=True,
+                timeout=60,
+            )
+        self.signal("USR2")
+        self.wait_socket(present=True)
+        return (t1 - t0) * 1000, (time.monotonic() - t2) * 1000
+
     def log_tail(self) -> str:
         return (self.workdir / "agent.log").read_text(errors="replace")[-4000:]
 

@@ -78,6 +78,19 @@ def test_exit_code_and_pty(gsbx: Sandbox) -> None:
     assert b"SZ=10 50" in out
 
 
+def test_quiesce_checkpoint_restore_keeps_processes(gsbx: Sandbox, gagent: GvisorAgent) -> None:
+    h = gsbx.commands.run("read x; echo got:$x", background=True, stdin=True, timeout=0)
+    h.disconnect()
+    gsbx.files.write("/tmp/state.txt", "kept")
+    ckpt_ms, restore_ms = gagent.checkpoint_restore()
+    print(f"\ngVisor: checkpoint {ckpt_ms:.0f} ms, restore to healthy {restore_ms:.0f} ms")
+    assert any(p.pid == h.pid for p in gsbx.commands.list())
+    assert gsbx.files.read("/tmp/state.txt") == "kept"
+    h2 = gsbx.commands.connect(h.pid)
+    gsbx.commands.send_stdin(h.pid, "again\n")
+    assert h2.wait().stdout == "got:again\n"
+
+
 def test_run_true_latency(gsbx: Sandbox, gagent: GvisorAgent) -> None:
     for _ in range(3):
         gsbx.commands.run("true")

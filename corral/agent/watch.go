@@ -31,11 +31,12 @@ type watcher struct {
 	includeEntry bool
 	file         *os.File // the inotify fd, pollable so Close unblocks Read
 
-	mu     sync.Mutex
-	dirs   map[int32]string // wd -> absolute dir
-	queue  []fsEvent
-	notify chan struct{} // poked (non-blocking) when the queue grows
-	closed chan struct{}
+	mu        sync.Mutex
+	dirs      map[int32]string // wd -> absolute dir
+	queue     []fsEvent
+	notify    chan struct{} // poked (non-blocking) when the queue grows
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 func newWatcher(root string, recursive, includeEntry bool) (*watcher, error) {
@@ -106,12 +107,10 @@ func (w *watcher) addTree(dir string) {
 }
 
 func (w *watcher) close() {
-	select {
-	case <-w.closed:
-	default:
+	w.closeOnce.Do(func() {
 		close(w.closed)
 		w.file.Close()
-	}
+	})
 }
 
 func (w *watcher) loop() {

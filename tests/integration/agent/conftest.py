@@ -22,18 +22,6 @@ import pytest
 from corral.agent.build import build_agent
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The parent conftest skips everything under integration/ without a built
-    # base template; the host-run agent does not need one, only `go`.
-    here = str(Path(__file__).parent)
-    for item in items:
-        if str(item.fspath).startswith(here):
-            item.own_markers[:] = [
-                m for m in item.own_markers if not (m.name == "skip" and "base template" in str(m.kwargs))
-            ]
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -10,8 +10,25 @@ from pathlib import Path
 
 import httpx
 
+from tests.integration.conftest import require_host
 from tests.integration.corral_server import CorralServer, leftovers
 from tests.integration.sdk.helpers import wait_until
+
+
+def stdout_of(response: httpx.Response) -> bytes:
+    """Decode the stdout bytes out of a Connect server stream of process events."""
+    import base64
+    import json
+    import struct
+
+    data, out = response.content, b""
+    while len(data) >= 5:
+        flags, length = struct.unpack(">BI", data[:5])
+        message = json.loads(data[5:5 + length] or b"{}")
+        data = data[5 + length:]
+        if not flags & 0x02:
+            out += base64.b64decode(message.get("event", {}).get("data", {}).get("stdout", ""))
+    return out
 
 
 def run(server: CorralServer, key: str, sid: str, token: str | None, cmd: str) -> httpx.Response:
@@ -29,6 +46,7 @@ def run(server: CorralServer, key: str, sid: str, token: str | None, cmd: str) -
 
 
 def test_sigkill_restart_reattaches_and_cleans(tmp_path: Path) -> None:
+    require_host()
     server = CorralServer(data_dir=Path(tempfile.mkdtemp(prefix="corral-restart-")))
     server.prepare()
     server.start()
@@ -45,7 +63,7 @@ def test_sigkill_restart_reattaches_and_cleans(tmp_path: Path) -> None:
         listed = {s["sandboxID"] for s in httpx.get(f"{api}/v2/sandboxes", headers={"X-API-KEY": key}).json()}
         assert set(ids) <= listed
         r = run(server, key, ids[0], created[0].get("envdAccessToken"), "cat /tmp/state")
-        assert r.status_code == 200 and b"before" in r.content
+        assert r.status_code == 200 and stdout_of(r) == b"before\n"
         for sid in ids:
             assert httpx.delete(f"{api}/sandboxes/{sid}", headers={"X-API-KEY": key}).status_code == 204
         assert wait_until(lambda: not leftovers(server.data_dir, ids), timeout=20), leftovers(server.data_dir, ids)
@@ -56,6 +74,7 @@ def test_sigkill_restart_reattaches_and_cleans(tmp_path: Path) -> None:
 
 def test_sigkill_with_sandboxes_then_restart_without_them(tmp_path: Path) -> None:
     """Sandboxes whose processes died while the server was down are marked killed and cleaned on start."""
+    require_host()
     server = CorralServer(data_dir=Path(tempfile.mkdtemp(prefix="corral-restart2-")))
     server.prepare()
     server.start()

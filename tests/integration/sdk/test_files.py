@@ -40,7 +40,7 @@ def test_write_read_text_bytes_stream(sbx: Sandbox) -> None:
 def test_write_files_many(sbx: Sandbox) -> None:
     entries = [WriteEntry(path=f"/tmp/many/{i}.txt", data=f"file {i}") for i in range(5)]
     written = sbx.files.write_files(entries)
-    assert sorted(w.path for w in written) == sorted(e.path for e in entries)
+    assert sorted(w.path for w in written) == sorted(e["path"] for e in entries)
     assert sbx.commands.run("cat /tmp/many/3.txt").stdout == "file 3"
 
 

@@ -17,7 +17,7 @@ class Figure:
     mean: float
 
     @classmethod
-    def of(cls, name: str, samples_ms: list[float], unit: str = "ms") -> "Figure":
+    def of(cls, name: str, samples_ms: list[float], unit: str = "ms") -> Figure:
         ordered = sorted(samples_ms)
 
         def pct(p: float) -> float:

@@ -23,7 +23,7 @@ class Check:
 
 def _version(cmd: list[str]) -> str:
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"error: {exc}"
     return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else f"exit {out.returncode}"
@@ -40,7 +40,7 @@ def check_runsc_platform(settings: Settings) -> Check:
     runsc = shutil.which(settings.runsc_binary)
     if not runsc:
         return Check("runsc platform", False, "runsc missing", INSTALL_HINT)
-    flags = subprocess.run([runsc, "flags"], capture_output=True, text=True)
+    flags = subprocess.run([runsc, "flags"], capture_output=True, text=True, check=False)
     out = flags.stdout + flags.stderr
     if "host-uds" not in out:
         return Check("runsc platform", False, "this runsc lacks --host-uds=create (too old)",

@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -14,6 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from corral.config import Settings
+
+if TYPE_CHECKING:
+    from corral.cli.envd_client import SandboxEndpoint
 
 app = typer.Typer(help="Corral: self-hosted sandboxes for AI agents, served over the E2B protocol.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -25,14 +28,14 @@ app.add_typer(template_app, name="template")
 console = Console()
 err_console = Console(stderr=True)
 
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Where Corral keeps its state [default: /var/lib/corral].")]
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Where Corral keeps its state [default: /var/lib/corral].")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ApiUrl = Annotated[str, typer.Option("--api-url", envvar="E2B_API_URL", help="The REST API.")]
 SandboxUrl = Annotated[str, typer.Option("--sandbox-url", envvar="E2B_SANDBOX_URL", help="The sandbox gateway.")]
 ApiKey = Annotated[str, typer.Option("--api-key", envvar="E2B_API_KEY", help="An API key (corral keys create).")]
 
 
-def settings_for(data_dir: Optional[Path], **overrides: Any) -> Settings:
+def settings_for(data_dir: Path | None, **overrides: Any) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
@@ -41,12 +44,12 @@ def settings_for(data_dir: Optional[Path], **overrides: Any) -> Settings:
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
-    port: Annotated[Optional[int], typer.Option(help="REST API port [default: 3000].")] = None,
-    gateway_port: Annotated[Optional[int], typer.Option(help="Sandbox gateway port [default: 3002].")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="REST API port [default: 3000].")] = None,
+    gateway_port: Annotated[int | None, typer.Option(help="Sandbox gateway port [default: 3002].")] = None,
     data_dir: DataDir = None,
-    runtime: Annotated[Optional[str], typer.Option(help="Default isolation: gvisor or runc.")] = None,
-    domain: Annotated[Optional[str], typer.Option(help="Domain for {port}-{id}.{domain} Host routing.")] = None,
+    runtime: Annotated[str | None, typer.Option(help="Default isolation: gvisor or runc.")] = None,
+    domain: Annotated[str | None, typer.Option(help="Domain for {port}-{id}.{domain} Host routing.")] = None,
 ) -> None:
     """Run the REST API and the sandbox gateway until interrupted."""
     from corral.server.run import serve as run_server
@@ -127,9 +130,11 @@ def list_sandboxes(api_url: ApiUrl = "http://127.0.0.1:3000", api_key: ApiKey = 
     """List the sandboxes of your team."""
     with api_client(api_url, api_key) as http:
         rows: list[dict[str, Any]] = []
-        token: Optional[str] = None
+        token: str | None = None
         while True:
-            params = {"limit": 100, **({"nextToken": token} if token else {})}
+            params: dict[str, str | int] = {"limit": 100}
+            if token:
+                params["nextToken"] = token
             r = http.get("/v2/sandboxes", params=params)
             rows.extend(check(r))
             token = r.headers.get("X-Next-Token")
@@ -147,7 +152,7 @@ def kill(sandbox_id: str, api_url: ApiUrl = "http://127.0.0.1:3000", api_key: Ap
     console.print(f"killed {sandbox_id}")
 
 
-def endpoint_for(sandbox_id: str, api_url: str, sandbox_url: str, api_key: str, user: str) -> "SandboxEndpoint":
+def endpoint_for(sandbox_id: str, api_url: str, sandbox_url: str, api_key: str, user: str) -> SandboxEndpoint:
     from corral.cli.envd_client import SandboxEndpoint
 
     with api_client(api_url, api_key) as http:
@@ -161,7 +166,7 @@ def exec_command(
     ctx: typer.Context,
     sandbox_id: str,
     user: Annotated[str, typer.Option(help="Run as this user.")] = "user",
-    cwd: Annotated[Optional[str], typer.Option(help="Working directory.")] = None,
+    cwd: Annotated[str | None, typer.Option(help="Working directory.")] = None,
     api_url: ApiUrl = "http://127.0.0.1:3000",
     sandbox_url: SandboxUrl = "http://127.0.0.1:3002",
     api_key: ApiKey = "",

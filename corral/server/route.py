@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 
 @dataclass(frozen=True)
@@ -13,12 +13,12 @@ class Route:
     team_id: str
     socket_path: Path                        # the agent's HTTP socket on the host (envd, port 49983)
     secure: bool                             # require X-Access-Token (or a valid signed URL) on envd calls
-    envd_access_token: Optional[str]         # set when secure
-    traffic_access_token: Optional[str]      # required on other ports when set
+    envd_access_token: str | None         # set when secure
+    traffic_access_token: str | None      # required on other ports when set
 
 
 # The gateway calls this on every request; it must be O(1) and never block (an in-memory dict lookup).
-RouteResolver = Callable[[str], Optional[Route]]
+RouteResolver = Callable[[str], Route | None]
 # Called by the gateway on each request that reached a sandbox (idle tracking, later auto-resume).
 ActivityHook = Callable[[str], None]
 

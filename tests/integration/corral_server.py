@@ -47,7 +47,7 @@ class CorralServer:
 
     def cli(self, *args: str) -> str:
         out = subprocess.run([sys.executable, "-m", "corral.cli.main", *args, "--data-dir", str(self.data_dir)],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60, check=False)
         if out.returncode != 0:
             raise RuntimeError(f"corral {' '.join(args)} failed: {out.stderr}")
         return out.stdout.strip()
@@ -57,11 +57,11 @@ class CorralServer:
 
     def start(self, extra: tuple[str, ...] = ()) -> None:
         self.log_path = self.data_dir / f"server-{self.port}.log"
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "corral.cli.main", "serve", "--data-dir", str(self.data_dir),
-             "--port", str(self.port), "--gateway-port", str(self.gateway_port), *extra],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "corral.cli.main", "serve", "--data-dir", str(self.data_dir),
+                 "--port", str(self.port), "--gateway-port", str(self.gateway_port), *extra],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -101,14 +101,12 @@ def leftovers(data_dir: Path, sandbox_ids: list[str] | None = None) -> list[str]
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if ("runsc" in cmdline or "runc" in cmdline or "corral-agent" in cmdline) and data in cmdline:
-            found.append(f"process {pid}: {cmdline[:200]}")
-        elif sandbox_ids and any(sid in cmdline for sid in sandbox_ids) and "pytest" not in cmdline:
+        if ("runsc" in cmdline or "runc" in cmdline or "corral-agent" in cmdline) and data in cmdline or sandbox_ids and any(sid in cmdline for sid in sandbox_ids) and "pytest" not in cmdline:
             found.append(f"process {pid}: {cmdline[:200]}")
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         if data in line:
             found.append(f"mount: {line}")
-    losetup = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    losetup = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout
     found += [f"loop: {l}" for l in losetup.splitlines() if data in l]
     sandboxes = data_dir / "sandboxes"
     if sandboxes.exists():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.integration.corral_server import CorralServer, leftovers
+from tests.integration.corral_server import CorralServer
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from e2b import PtySize
+from e2b.sandbox.commands.command_handle import CommandExitException
 
 from tests.integration.corral_server import CorralServer
 from tests.integration.sdk.helpers import create, wait_until
@@ -24,7 +25,7 @@ def test_pty_roundtrip_resize_kill(e2b: CorralServer, tier: str) -> None:
         def wait() -> None:
             try:
                 handle.wait(on_pty=on_data)
-            except Exception:  # a killed PTY ends with a non-zero exit, which the SDK raises
+            except CommandExitException:  # a killed PTY ends with a non-zero exit, which the SDK raises
                 pass
 
         waiter = threading.Thread(target=wait, daemon=True)

@@ -98,6 +98,9 @@ def print_rows(rows: list[dict[str, Any]], as_json: bool, title: str) -> None:
     if as_json:
         print(json.dumps(rows, indent=2, default=str))
         return
+    if not rows:
+        console.print(f"{title}: none")
+        return
     table = Table(title=title)
     columns = list(rows[0]) if rows else []
     for c in columns:

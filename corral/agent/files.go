@@ -75,7 +75,12 @@ func (a *agent) download(w http.ResponseWriter, r *http.Request, u *userInfo) {
 		return
 	}
 	path := expandPath(raw, u)
-	f, err := os.Open(path)
+	// Opening is the permission check; reading the open file needs none.
+	var f *os.File
+	err := asUser(u, func() (err error) {
+		f, err = os.Open(path)
+		return err
+	})
 	if err != nil {
 		writeFileError(w, statusOf(err), "cannot open "+path+": "+err.Error())
 		return
@@ -195,18 +200,33 @@ func (a *agent) upload(w http.ResponseWriter, r *http.Request, u *userInfo) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-// writeFile creates/overwrites path with src, making parents, owned by u.
+// writeFile creates/overwrites path with src, making parents, as u.
 func writeFile(path string, src io.Reader, u *userInfo, md map[string]string) (*writeInfo, int, error) {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return nil, http.StatusBadRequest, errors.New("path '" + path + "' is a directory")
-	}
-	if err := mkdirAllAs(filepath.Dir(path), u); err != nil {
-		return nil, statusOf(err), errors.New("cannot create parent directory: " + err.Error())
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	var f *os.File
+	status := 0
+	err := asUser(u, func() error {
+		if st, err := os.Stat(path); err == nil && st.IsDir() {
+			status = http.StatusBadRequest
+			return errors.New("path '" + path + "' is a directory")
+		}
+		if err := mkdirAllAs(filepath.Dir(path), u); err != nil {
+			status = statusOf(err)
+			return errors.New("cannot create parent directory: " + err.Error())
+		}
+		var err error
+		if f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644); err != nil {
+			status = statusOf(err)
+			return errors.New("cannot open " + path + ": " + err.Error())
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, statusOf(err), errors.New("cannot open " + path + ": " + err.Error())
+		if status == 0 {
+			status = http.StatusInternalServerError
+		}
+		return nil, status, err
 	}
+	// The body is copied outside asUser: it may wait on the network.
 	_, err = io.Copy(f, src)
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -214,8 +234,11 @@ func writeFile(path string, src io.Reader, u *userInfo, md map[string]string) (*
 	if err != nil {
 		return nil, statusOf(err), errors.New("cannot write " + path + ": " + err.Error())
 	}
-	chownTo(path, u)
-	replaceMetadata(path, md)
+	_ = asUser(u, func() error {
+		chownTo(path, u)
+		replaceMetadata(path, md)
+		return nil
+	})
 	wi := &writeInfo{Name: filepath.Base(path), Path: path, Type: "file"}
 	if len(md) > 0 {
 		wi.Metadata = md

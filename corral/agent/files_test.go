@@ -145,7 +145,7 @@ type entryResponseJSON struct{ Entry entryResponseEntry }
 
 func TestWatcherRecursive(t *testing.T) {
 	dir := t.TempDir()
-	w, err := newWatcher(dir, true, false)
+	w, err := newWatcher(dir, true, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

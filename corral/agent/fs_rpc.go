@@ -44,13 +44,17 @@ func (a *agent) rpcPath(r *http.Request, p string) (string, *userInfo, error) {
 }
 
 func (a *agent) rpcStat(r *http.Request, req *pathRequest) (*entryResponse, error) {
-	path, _, err := a.rpcPath(r, req.Path)
+	path, u, err := a.rpcPath(r, req.Path)
 	if err != nil {
 		return nil, err
 	}
-	e, err := statEntry(path)
+	var e *entryInfo
+	err = asUser(u, func() (err error) {
+		e, err = statEntry(path)
+		return fsError(err, path)
+	})
 	if err != nil {
-		return nil, fsError(err, path)
+		return nil, err
 	}
 	return &entryResponse{e}, nil
 }
@@ -60,6 +64,15 @@ func (a *agent) rpcMakeDir(r *http.Request, req *pathRequest) (*entryResponse, e
 	if err != nil {
 		return nil, err
 	}
+	var resp *entryResponse
+	err = asUser(u, func() (err error) {
+		resp, err = makeDir(path, u)
+		return err
+	})
+	return resp, err
+}
+
+func makeDir(path string, u *userInfo) (*entryResponse, error) {
 	if st, err := os.Stat(path); err == nil {
 		if st.IsDir() {
 			return nil, errf("already_exists", "directory %q already exists", path)
@@ -90,6 +103,15 @@ func (a *agent) rpcMove(r *http.Request, req *moveRequest) (*entryResponse, erro
 	if err != nil {
 		return nil, err
 	}
+	var resp *entryResponse
+	err = asUser(u, func() (err error) {
+		resp, err = move(src, dst, u)
+		return err
+	})
+	return resp, err
+}
+
+func move(src, dst string, u *userInfo) (*entryResponse, error) {
 	if _, err := os.Lstat(src); err != nil {
 		return nil, fsError(err, src)
 	}
@@ -116,11 +138,19 @@ type listDirResponse struct {
 }
 
 func (a *agent) rpcListDir(r *http.Request, req *listDirRequest) (*listDirResponse, error) {
-	path, _, err := a.rpcPath(r, req.Path)
+	path, u, err := a.rpcPath(r, req.Path)
 	if err != nil {
 		return nil, err
 	}
-	depth := int(req.Depth)
+	var resp *listDirResponse
+	err = asUser(u, func() (err error) {
+		resp, err = listDir(path, int(req.Depth))
+		return err
+	})
+	return resp, err
+}
+
+func listDir(path string, depth int) (*listDirResponse, error) {
 	if depth == 0 {
 		depth = 1
 	}
@@ -166,15 +196,18 @@ func listInto(dir string, depth int, out *[]*entryInfo) error {
 }
 
 func (a *agent) rpcRemove(r *http.Request, req *pathRequest) (*struct{}, error) {
-	path, _, err := a.rpcPath(r, req.Path)
+	path, u, err := a.rpcPath(r, req.Path)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Lstat(path); err != nil {
-		return nil, fsError(err, path)
-	}
-	if err := os.RemoveAll(path); err != nil {
-		return nil, fsError(err, path)
+	err = asUser(u, func() error {
+		if _, err := os.Lstat(path); err != nil {
+			return fsError(err, path)
+		}
+		return fsError(os.RemoveAll(path), path)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return &struct{}{}, nil
 }

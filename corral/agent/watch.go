@@ -29,7 +29,8 @@ type watcher struct {
 	root         string
 	recursive    bool
 	includeEntry bool
-	file         *os.File // the inotify fd, pollable so Close unblocks Read
+	user         *userInfo // watches are added and entries read as this user
+	file         *os.File  // the inotify fd, pollable so Close unblocks Read
 
 	mu        sync.Mutex
 	dirs      map[int32]string // wd -> absolute dir
@@ -39,7 +40,20 @@ type watcher struct {
 	closeOnce sync.Once
 }
 
-func newWatcher(root string, recursive, includeEntry bool) (*watcher, error) {
+func newWatcher(root string, recursive, includeEntry bool, u *userInfo) (*watcher, error) {
+	var w *watcher
+	err := asUser(u, func() (err error) {
+		w, err = openWatcher(root, recursive, includeEntry, u)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	go w.loop()
+	return w, nil
+}
+
+func openWatcher(root string, recursive, includeEntry bool, u *userInfo) (*watcher, error) {
 	st, err := os.Stat(root)
 	if err != nil {
 		return nil, fsError(err, root)
@@ -52,7 +66,7 @@ func newWatcher(root string, recursive, includeEntry bool) (*watcher, error) {
 		return nil, errf("internal", "inotify_init: %v", err)
 	}
 	w := &watcher{
-		root: root, recursive: recursive, includeEntry: includeEntry,
+		root: root, recursive: recursive, includeEntry: includeEntry, user: u,
 		file:   os.NewFile(uintptr(fd), "inotify"),
 		dirs:   map[int32]string{},
 		notify: make(chan struct{}, 1),
@@ -65,7 +79,6 @@ func newWatcher(root string, recursive, includeEntry bool) (*watcher, error) {
 	if recursive {
 		w.addTree(root)
 	}
-	go w.loop()
 	return w, nil
 }
 
@@ -121,21 +134,30 @@ func (w *watcher) loop() {
 			w.close()
 			return
 		}
-		for off := 0; off+syscall.SizeofInotifyEvent <= n; {
-			wd := int32(binary.LittleEndian.Uint32(buf[off:]))
-			mask := binary.LittleEndian.Uint32(buf[off+4:])
-			nameLen := int(binary.LittleEndian.Uint32(buf[off+12:]))
-			nameBytes := buf[off+syscall.SizeofInotifyEvent : off+syscall.SizeofInotifyEvent+nameLen]
-			off += syscall.SizeofInotifyEvent + nameLen
-			name := string(nameBytes)
-			for i := 0; i < len(name); i++ {
-				if name[i] == 0 {
-					name = name[:i]
-					break
-				}
+		_ = asUser(w.user, func() error {
+			w.handleAll(buf[:n])
+			return nil
+		})
+	}
+}
+
+// handleAll handles a batch of inotify events (as the watcher's user: it
+// may add watches and stat entries).
+func (w *watcher) handleAll(buf []byte) {
+	for off := 0; off+syscall.SizeofInotifyEvent <= len(buf); {
+		wd := int32(binary.LittleEndian.Uint32(buf[off:]))
+		mask := binary.LittleEndian.Uint32(buf[off+4:])
+		nameLen := int(binary.LittleEndian.Uint32(buf[off+12:]))
+		nameBytes := buf[off+syscall.SizeofInotifyEvent : off+syscall.SizeofInotifyEvent+nameLen]
+		off += syscall.SizeofInotifyEvent + nameLen
+		name := string(nameBytes)
+		for i := 0; i < len(name); i++ {
+			if name[i] == 0 {
+				name = name[:i]
+				break
 			}
-			w.handle(wd, mask, name)
 		}
+		w.handle(wd, mask, name)
 	}
 }
 
@@ -219,11 +241,11 @@ type watchDirResponse struct {
 }
 
 func (a *agent) rpcWatchDir(r *http.Request, req *watchRequest, sw *streamWriter) error {
-	path, _, err := a.rpcPath(r, req.Path)
+	path, u, err := a.rpcPath(r, req.Path)
 	if err != nil {
 		return err
 	}
-	w, err := newWatcher(path, req.Recursive, req.IncludeEntry)
+	w, err := newWatcher(path, req.Recursive, req.IncludeEntry, u)
 	if err != nil {
 		return err
 	}
@@ -278,11 +300,11 @@ type createWatcherResponse struct {
 }
 
 func (a *agent) rpcCreateWatcher(r *http.Request, req *watchRequest) (*createWatcherResponse, error) {
-	path, _, err := a.rpcPath(r, req.Path)
+	path, u, err := a.rpcPath(r, req.Path)
 	if err != nil {
 		return nil, err
 	}
-	w, err := newWatcher(path, req.Recursive, req.IncludeEntry)
+	w, err := newWatcher(path, req.Recursive, req.IncludeEntry, u)
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from e2b import FileType, Sandbox
-from e2b.exceptions import NotFoundException
+from e2b.exceptions import NotFoundException, SandboxException
 from e2b.sandbox.filesystem.filesystem import WriteEntry
 
 from tests.integration.corral_server import CorralServer
@@ -76,6 +76,24 @@ def test_permission_is_the_users(sbx: Sandbox) -> None:
         sbx.files.write("/root/secret.txt", "x")
     sbx.files.write("/root/secret.txt", "x", user="root")
     assert sbx.files.read("/root/secret.txt", user="root") == "x"
+
+
+def test_user_cannot_reach_roots_files(sbx: Sandbox) -> None:
+    # The files API acts with the user's permissions: refused (not "missing") where the user is refused.
+    for attempt in (
+        lambda: sbx.files.read("/etc/shadow"),
+        lambda: sbx.files.list("/root"),
+        lambda: sbx.files.make_dir("/root/made"),
+        lambda: sbx.files.remove("/etc/passwd"),
+    ):
+        with pytest.raises(SandboxException) as info:
+            attempt()
+        assert not isinstance(info.value, NotFoundException)
+        assert "permission denied" in str(info.value).lower()
+    assert sbx.files.exists("/etc/passwd")
+    assert "root:" in sbx.files.read("/etc/shadow", user="root")
+    assert sbx.files.make_dir("/root/made", user="root") is True
+    assert "made" in {e.name for e in sbx.files.list("/root", user="root")}
 
 
 def test_watch_dir(sbx: Sandbox) -> None:

@@ -72,7 +72,7 @@ def test_list_stat_exists_rename_remove_make_dir(sbx: Sandbox) -> None:
 
 
 def test_permission_is_the_users(sbx: Sandbox) -> None:
-    with pytest.raises(Exception):
+    with pytest.raises(SandboxException, match="(?i)permission"):
         sbx.files.write("/root/secret.txt", "x")
     sbx.files.write("/root/secret.txt", "x", user="root")
     assert sbx.files.read("/root/secret.txt", user="root") == "x"

@@ -39,6 +39,15 @@ class Settings(BaseSettings):
     default_timeout_s: int = Field(default=300, ge=1)
     max_timeout_s: int = Field(default=24 * 3600, ge=1)
 
+    # Warm pools (corral/pool.py), per (template, runtime): pool_size kept ready once a key is in demand (0 disables
+    # pools), more while more creates than that arrive per pool_window_s, never over pool_max; a key with no create
+    # for pool_idle_s is emptied unless listed in pool_prewarm (started with the server on its default runtime).
+    pool_size: int = Field(default=2, ge=0)
+    pool_max: int = Field(default=8, ge=0)
+    pool_window_s: float = Field(default=10.0, gt=0)
+    pool_idle_s: float = Field(default=600.0, gt=0)
+    pool_prewarm: list[str] = Field(default_factory=lambda: ["base"])
+
     @property
     def db_url(self) -> str:
         return f"sqlite:///{self.data_dir / 'corral.db'}"

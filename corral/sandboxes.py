@@ -18,7 +18,8 @@ from corral.db import Database, SandboxRecord, open_database
 from corral.db.models import utcnow
 from corral.errors import CorralError, InvalidRequestError, NotFoundError, RuntimeFailure
 from corral.ids import new_access_token, new_sandbox_id
-from corral.runtime.base import Runtime, SandboxSpec
+from corral.pool import WarmPool, spec_for
+from corral.runtime.base import Runtime, RuntimeHandle
 from corral.server.agent_calls import init_agent, start_command
 from corral.server.route import Route
 
@@ -80,12 +81,14 @@ class SandboxManager:
     """All sandbox state changes go through here; the DB row and the in-memory route move together."""
 
     def __init__(self, settings: Settings, runtimes: dict[str, Runtime], templates: TemplateSource, *,
-                 db: Database | None = None, agent_init: AgentInit = init_agent) -> None:
+                 db: Database | None = None, agent_init: AgentInit = init_agent, warm_pool: bool = False) -> None:
         self.settings = settings
         self.runtimes = runtimes
         self.templates = templates
         self.db = db if db is not None else open_database(settings.db_url)
         self._agent_init = agent_init
+        # Off unless asked (the server asks when settings.pool_size > 0): embedders and unit tests see only their creates.
+        self.pool: WarmPool | None = WarmPool(settings, runtimes, templates) if warm_pool else None
         self._routes: dict[str, Route] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._last_activity: dict[str, float] = {}
@@ -124,14 +127,22 @@ class SandboxManager:
         self._check_timeout(req.timeout_s)
         template = self.templates.get(req.template)  # NotFoundError -> 404 with the store's message
         runtime_name = self._pick_runtime(req, template)
+        warm = self.pool.take(template, runtime_name) if self.pool is not None else None
+        if warm is not None:
+            try:
+                return await self._create(req, template, runtime_name, warm)
+            except RuntimeFailure as e:
+                # A pool member that died while waiting (or whose start_cmd failed): one cold try, as without pools.
+                log.warning("warm sandbox %s failed to start (%s); creating a fresh one", warm.sandbox_id, e)
+        return await self._create(req, template, runtime_name, None)
+
+    async def _create(self, req: CreateRequest, template: TemplateLike, runtime_name: str,
+                      warm: RuntimeHandle | None) -> SandboxRecord:
         runtime = self.runtimes[runtime_name]
-        sandbox_id = new_sandbox_id()
+        sandbox_id = warm.sandbox_id if warm is not None else new_sandbox_id()
         envd_token = new_access_token() if req.secure else None
         traffic_token = new_access_token() if req.require_traffic_token else None
-        spec = SandboxSpec(
-            sandbox_id=sandbox_id, template_rootfs=template.rootfs, cpu_count=self.settings.default_cpu_count,
-            memory_mb=self.settings.default_memory_mb, disk_mb=self.settings.default_disk_mb,
-            env=dict(template.envs))
+        spec = spec_for(self.settings, template, sandbox_id)
         init_body: dict[str, Any] = {
             "envVars": dict(req.env_vars), "defaultUser": template.user or DEFAULT_USER,
             "defaultWorkdir": template.workdir, "timestamp": utcnow().isoformat().replace("+00:00", "Z")}
@@ -141,7 +152,7 @@ class SandboxManager:
         try:
             try:
                 async with asyncio.timeout(self.create_timeout_s):
-                    handle = await runtime.create(spec)
+                    handle = warm if warm is not None else await runtime.create(spec)
                     await self._agent_init(handle.socket_path, init_body)
                     if template.start_cmd:
                         # E.g. the code interpreter's Jupyter server: it must run before the SDK's first call.
@@ -166,8 +177,8 @@ class SandboxManager:
                 raise
             raise RuntimeFailure(f"could not start sandbox: {e}") from e
         self._register(record, handle.socket_path)
-        log.info("sandbox %s started (%s, template %s) in %.2fs", sandbox_id, runtime_name, template.id,
-                 time.monotonic() - started)
+        log.info("sandbox %s started (%s, template %s%s) in %.3fs", sandbox_id, runtime_name, template.id,
+                 ", warm" if warm is not None else "", time.monotonic() - started)
         return record
 
     async def _destroy_now(self, runtime_name: str, sandbox_id: str) -> None:
@@ -302,6 +313,11 @@ class SandboxManager:
 
     async def start(self) -> None:
         """Re-attach to sandboxes that survived a server restart; destroy everything else the runtimes hold."""
+        await self._reattach_and_sweep()
+        if self.pool is not None:
+            self.pool.start()  # after the sweep: it must not see the new members as leftovers
+
+    async def _reattach_and_sweep(self) -> None:
         with self.db.session() as s:
             # History of killed sandboxes is kept for a while (debugging, `corral ls --all` later), then dropped.
             s.execute(delete(SandboxRecord).where(
@@ -359,7 +375,12 @@ class SandboxManager:
             await self._destroy_reliably(name, sandbox_id)
 
     async def close(self, drain_s: float = 30.0) -> None:
-        """Server stop: sandboxes keep running (start() re-attaches); timers stop; pending teardowns get drain_s."""
+        """Server stop: sandboxes keep running (start() re-attaches); timers stop; pending teardowns get drain_s.
+
+        Warm pool members are destroyed instead: re-adopting them would need their template build and health
+        re-checked, and a crash leaves them to the next start's sweep anyway (they have no DB row)."""
+        if self.pool is not None:
+            await self.pool.close()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()

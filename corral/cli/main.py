@@ -50,12 +50,13 @@ def serve(
     data_dir: DataDir = None,
     runtime: Annotated[str | None, typer.Option(help="Default isolation: gvisor or runc.")] = None,
     domain: Annotated[str | None, typer.Option(help="Domain for {port}-{id}.{domain} Host routing.")] = None,
+    pool_size: Annotated[int | None, typer.Option(help="Warm sandboxes kept per template and runtime (0: off) [default: 2].")] = None,
 ) -> None:
     """Run the REST API and the sandbox gateway until interrupted."""
     from corral.server.run import serve as run_server
 
     settings = settings_for(data_dir, host=host, port=port, gateway_port=gateway_port, default_runtime=runtime,
-                            domain=domain)
+                            domain=domain, pool_size=pool_size)
     try:
         import uvloop  # the gateway's per-request overhead is ~15 % lower on uvloop
 

@@ -40,7 +40,8 @@ async def serve(settings: Settings) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per agent /init is noise
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = open_database(settings.db_url)
-    manager = SandboxManager(settings, make_runtimes(settings), TemplateStore(settings), db=db)
+    manager = SandboxManager(settings, make_runtimes(settings), TemplateStore(settings), db=db,
+                             warm_pool=settings.pool_size > 0)
     gateway = Gateway(resolve=manager.route, on_activity=manager.touch, domain=settings.domain)
     server = _Server(uvicorn.Config(create_app(settings, manager), host=settings.host, port=settings.port,
                                     log_level="info", access_log=False, lifespan="off"))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from corral.pool import pool_member_ids
+
 BASE_TEMPLATES = Path(os.environ.get("CORRAL_BASE_TEMPLATES", "/var/lib/corral/templates"))
 
 
@@ -91,7 +93,15 @@ class CorralServer:
 
 
 def leftovers(data_dir: Path, sandbox_ids: list[str] | None = None) -> list[str]:
-    """Everything a killed sandbox could leave on the host: processes, mounts, loop devices, cgroups, dirs."""
+    """Everything a killed sandbox could leave on the host: processes, mounts, loop devices, cgroups, dirs.
+
+    Warm pool members (named by the server's pool markers, corral.pool.pool_member_ids) are not leftovers.
+    """
+    members = pool_member_ids(data_dir)
+    return [line for line in _leftovers(data_dir, sandbox_ids) if not any(m in line for m in members)]
+
+
+def _leftovers(data_dir: Path, sandbox_ids: list[str] | None = None) -> list[str]:
     found: list[str] = []
     data = str(data_dir.resolve())
     for pid in os.listdir("/proc"):

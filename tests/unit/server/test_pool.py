@@ -1,0 +1,153 @@
+"""Warm pools through the SandboxManager over FakeRuntimes: hand-out, refill, demand sizing, drain, no reuse."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from server_fakes import FakeRuntime, FakeTemplates, settle
+
+from corral.config import Settings
+from corral.db import Database
+from corral.pool import pool_member_ids
+from corral.sandboxes import CreateRequest, SandboxManager
+from corral.server.keys import ensure_team
+
+
+async def until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if pred():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+@pytest.fixture
+def pool_settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", domain="corral.test", max_timeout_s=3600, pool_size=2, pool_max=4)
+
+
+@pytest.fixture
+async def pooled(pool_settings: Settings, runtimes: dict[str, FakeRuntime], templates: FakeTemplates,
+                 db: Database) -> AsyncIterator[SandboxManager]:
+    mgr = SandboxManager(pool_settings, runtimes, templates, db=db, warm_pool=True)  # type: ignore[arg-type]
+    assert mgr.pool is not None
+    mgr.pool.check_interval_s = 0.05
+    await mgr.start()
+    yield mgr
+    await mgr.close(drain_s=5)
+
+
+def ready(mgr: SandboxManager, template: str = "base", runtime: str = "gvisor") -> list[str]:
+    assert mgr.pool is not None
+    pool = mgr.pool.pools.get((template, runtime))
+    return [h.sandbox_id for h in pool.ready] if pool else []
+
+
+async def create(mgr: SandboxManager, **kw: object) -> str:
+    team = ensure_team(mgr.db, "t1")
+    return (await mgr.create(CreateRequest(team_id=team, template="base", timeout_s=300, **kw))).id  # type: ignore[arg-type]
+
+
+async def test_prewarms_hands_out_and_refills(pooled: SandboxManager, runtimes: dict[str, FakeRuntime],
+                                              pool_settings: Settings) -> None:
+    await until(lambda: len(ready(pooled)) == 2)
+    warm = ready(pooled)
+    assert not runtimes["gvisor"].init_bodies  # a pool member is never /init'ed before it is handed out
+    assert pool_member_ids(pool_settings.data_dir) == set(warm)
+    sid = await create(pooled, env_vars={"FOO": "bar"}, secure=True)
+    assert sid == warm[0] and sid not in ready(pooled)
+    assert sid not in pool_member_ids(pool_settings.data_dir)
+    body = runtimes["gvisor"].init_bodies[sid]
+    assert body["envVars"] == {"FOO": "bar"} and body["accessToken"]
+    assert [r.id for r in pooled.list(ensure_team(pooled.db, "t1"))] == [sid]  # members are never listed
+    await until(lambda: len(ready(pooled)) == 2)
+
+
+async def test_never_reuses_a_sandbox(pooled: SandboxManager, runtimes: dict[str, FakeRuntime]) -> None:
+    await until(lambda: len(ready(pooled)) == 2)
+    handed: list[str] = []
+    for _ in range(6):
+        sid = await create(pooled)
+        assert sid not in handed
+        handed.append(sid)
+        await pooled.kill(sid, ensure_team(pooled.db, "t1"))
+    await settle(pooled)
+    assert not set(handed) & set(ready(pooled))
+    assert len(runtimes["gvisor"].specs) == len(set(runtimes["gvisor"].specs))
+
+
+async def test_demand_grows_pool_to_max(pooled: SandboxManager) -> None:
+    await until(lambda: len(ready(pooled)) == 2)
+    await asyncio.gather(*(create(pooled) for _ in range(6)))
+    assert pooled.pool is not None and pooled.pool.target(("base", "gvisor")) == 4
+    await until(lambda: len(ready(pooled)) == 4)
+
+
+async def test_other_keys_pool_on_demand(pooled: SandboxManager, runtimes: dict[str, FakeRuntime]) -> None:
+    await until(lambda: len(ready(pooled)) == 2)
+    assert ready(pooled, runtime="runc") == []  # not prewarmed
+    await create(pooled, metadata={"corral.runtime": "runc"})  # a miss: cold create, and the key gets a pool
+    await until(lambda: len(ready(pooled, runtime="runc")) == 2)
+
+
+async def test_rebuild_drains(pooled: SandboxManager, runtimes: dict[str, FakeRuntime],
+                              templates: FakeTemplates) -> None:
+    await until(lambda: len(ready(pooled)) == 2)
+    old = ready(pooled)
+    templates.get("base").created_at = "rebuilt"  # type: ignore[attr-defined]
+    await until(lambda: set(old) <= set(runtimes["gvisor"].destroyed))
+    await until(lambda: len(ready(pooled)) == 2)
+    assert not set(old) & set(ready(pooled))
+    sid = await create(pooled)
+    assert sid not in old
+
+
+async def test_rebuild_seen_at_take(pooled: SandboxManager, runtimes: dict[str, FakeRuntime],
+                                    templates: FakeTemplates) -> None:
+    await until(lambda: len(ready(pooled)) == 2)
+    assert pooled.pool is not None
+    pooled.pool.check_interval_s = 3600  # only the create itself can notice the rebuild
+    old = ready(pooled)
+    templates.get("base").created_at = "rebuilt"  # type: ignore[attr-defined]
+    assert await create(pooled) not in old
+
+
+async def test_dead_member_falls_back_to_cold(pooled: SandboxManager, runtimes: dict[str, FakeRuntime]) -> None:
+    await until(lambda: len(ready(pooled)) == 2)
+    dead = ready(pooled)[0]
+    runtimes["gvisor"].servers.pop(dead).close()  # its agent is gone
+    runtimes["gvisor"]._socket(dead).unlink()
+    sid = await create(pooled)
+    assert sid != dead and pooled.route(sid) is not None
+    await settle(pooled)
+    assert dead in runtimes["gvisor"].destroyed
+
+
+async def test_close_destroys_members_keeps_handed_out(pool_settings: Settings, runtimes: dict[str, FakeRuntime],
+                                                       templates: FakeTemplates, db: Database) -> None:
+    mgr = SandboxManager(pool_settings, runtimes, templates, db=db, warm_pool=True)  # type: ignore[arg-type]
+    await mgr.start()
+    await until(lambda: len(ready(mgr)) == 2)
+    sid = await create(mgr)
+    await until(lambda: len(ready(mgr)) == 2)
+    members = ready(mgr)
+    await mgr.close(drain_s=5)
+    assert set(members) <= set(runtimes["gvisor"].destroyed)
+    assert sid in runtimes["gvisor"].alive
+    assert pool_member_ids(pool_settings.data_dir) == set()
+
+
+async def test_pool_size_zero_disables(tmp_path: Path, runtimes: dict[str, FakeRuntime], templates: FakeTemplates,
+                                       db: Database) -> None:
+    settings = Settings(data_dir=tmp_path / "d0", pool_size=0)
+    mgr = SandboxManager(settings, runtimes, templates, db=db, warm_pool=True)  # type: ignore[arg-type]
+    await mgr.start()
+    await asyncio.sleep(0.1)
+    assert not runtimes["gvisor"].specs
+    await create(mgr)
+    await asyncio.sleep(0.1)
+    assert len(runtimes["gvisor"].specs) == 1
+    await mgr.close(drain_s=5)

@@ -29,6 +29,7 @@ type agent struct {
 	procs    *registry
 	watchers *watcherSet
 	cpu      cpuSampler
+	fwd      forwards // spliced in-sandbox TCP connections (forward.go)
 }
 
 func newAgent() *agent {
@@ -49,6 +50,7 @@ func (a *agent) handler() http.Handler {
 	mux.HandleFunc("/envs", a.handleEnvs)
 	mux.HandleFunc("/metrics", a.handleMetrics)
 	mux.HandleFunc("/files", a.handleFiles)
+	mux.HandleFunc(forwardPrefix, a.handleForward)
 	a.registerProcessService(mux)
 	a.registerFilesystemService(mux)
 	return a.checkToken(mux)
@@ -113,6 +115,7 @@ func serve(args []string) error {
 		switch sig {
 		case syscall.SIGUSR1:
 			l.close()
+			a.fwd.closeAll()
 			log.Printf("corral-agent: quiesced (listener closed)")
 		case syscall.SIGUSR2:
 			if err := l.open(); err != nil {
@@ -126,6 +129,7 @@ func serve(args []string) error {
 				_ = p.signal(syscall.SIGTERM)
 			}
 			l.close()
+			a.fwd.closeAll()
 			return nil
 		}
 	}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from corral.server.gateway_client import ClientConn
+from corral.server.gateway_forward import ForwardTarget
 from corral.server.gateway_upstream import UnixTarget, UpstreamPool, UpstreamTarget
 from corral.server.route import ENVD_PORT, ActivityHook, Route, RouteResolver
 
@@ -61,7 +62,10 @@ class Gateway:
             self._server = None
 
     def upstream_for(self, route: Route, port: int) -> UpstreamTarget | None:
-        """Where a sandbox port is served; None answers 502. In-sandbox ports plug in here later."""
+        """Where a sandbox port is served; None answers 502. envd is the agent itself; any other port is
+        a TCP port inside the sandbox, forwarded by the agent (the sandbox has no network to reach it by)."""
         if port == ENVD_PORT:
             return UnixTarget(route.socket_path)
+        if 0 < port < 65536:
+            return ForwardTarget(route.socket_path, port, route.envd_access_token)
         return None

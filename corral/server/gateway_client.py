@@ -380,8 +380,7 @@ class ClientConn(asyncio.Protocol):
             # "port is not open" makes the SDK raise SandboxUnreachableException.
             return await self._answer(
                 req, 502,
-                f"The sandbox {sandbox_id} is running but port is not open: port {port} is not served by Corral yet "
-                "(only envd, port 49983)",
+                f"The sandbox {sandbox_id} is running but port is not open: port {port} is not served by Corral",
                 {"sandboxId": sandbox_id, "port": port},
             )
         if gw.on_activity is not None:
@@ -392,12 +391,12 @@ class ClientConn(asyncio.Protocol):
         if req.expect_continue and not req.body_done:
             assert self.transport is not None
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        return await self._proxy(req, target, sandbox_id)
+        return await self._proxy(req, target, sandbox_id, port)
 
     def _upstream_head(self, req: Request) -> bytes:
         return b"%b %b HTTP/1.1\r\n%b\r\n" % (req.method.encode(), req.target, req.forward)
 
-    async def _proxy(self, req: Request, target: UpstreamTarget, sandbox_id: str) -> bool:
+    async def _proxy(self, req: Request, target: UpstreamTarget, sandbox_id: str, port: int) -> bool:
         gw = self.gw
         head = self._upstream_head(req)
         retried = False
@@ -405,8 +404,9 @@ class ClientConn(asyncio.Protocol):
             try:
                 up, reused = await gw.pool.acquire(target)
             except OSError as exc:
+                # "port is not open" makes the SDK raise SandboxUnreachableException.
                 return await self._answer(req, 502, f"The sandbox {sandbox_id} is running but port is not open: "
-                                              f"envd is not reachable ({exc.strerror or exc})", {"sandboxId": sandbox_id})
+                                          f"{target.unreachable(exc)}", {"sandboxId": sandbox_id, "port": port})
             whole = req.body_done
             first = [head]
             if whole:

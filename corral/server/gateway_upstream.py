@@ -31,14 +31,17 @@ class ResponseSink(Protocol):
 
 @dataclass(frozen=True)
 class UnixTarget:
-    """An HTTP/1.1 server on a unix socket (the agent's envd socket). Other kinds (in-sandbox TCP ports)
-    plug in as another class with the same `key` and `open`."""
+    """An HTTP/1.1 server on a unix socket (the agent's envd socket). In-sandbox TCP ports are
+    gateway_forward.ForwardTarget, with the same `key`, `open` and `unreachable`."""
 
     path: Path
 
     @property
     def key(self) -> str:
         return f"unix:{self.path}"
+
+    def unreachable(self, exc: OSError) -> str:
+        return f"envd is not reachable ({exc.strerror or exc})"
 
     async def open(self, factory: type[UpstreamConn] | object) -> UpstreamConn:
         loop = asyncio.get_running_loop()
@@ -55,6 +58,7 @@ class UpstreamTarget(Protocol):
     @property
     def key(self) -> str: ...
     async def open(self, factory: object) -> UpstreamConn: ...
+    def unreachable(self, exc: OSError) -> str: ...
 
 
 class UpstreamConn(asyncio.Protocol):

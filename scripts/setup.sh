@@ -20,4 +20,5 @@ echo "==> in-sandbox agent"
 
 echo "==> base template (cached after the first build)"
 .venv/bin/corral template build base ${CORRAL_DATA_DIR:+--data-dir "$CORRAL_DATA_DIR"}
+.venv/bin/corral template build code-interpreter-v1 ${CORRAL_DATA_DIR:+--data-dir "$CORRAL_DATA_DIR"}
 echo "==> done: $ROOT"

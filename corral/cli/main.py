@@ -235,21 +235,23 @@ def doctor(data_dir: DataDir = None, as_json: JsonOut = False) -> None:
 
 @template_app.command("build")
 def template_build(
-    name: Annotated[str, typer.Argument(help="The template to build: `base`.")] = "base",
+    name: Annotated[str, typer.Argument(help="The template to build: `base` or `code-interpreter-v1`.")] = "base",
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if a cached build exists.")] = False,
     data_dir: DataDir = None,
 ) -> None:
-    """Build a template (today: `base`, Debian bookworm by debootstrap from this machine's mirror)."""
+    """Build a template: `base` (Debian bookworm by debootstrap) or `code-interpreter-v1` (base + Jupyter kernels)."""
     from corral.templates.base import build_base_template
+    from corral.templates.code_interpreter import TEMPLATE_ID, build_code_interpreter_template
 
-    if name != "base":
-        err_console.print(f"[red]unknown template {name!r}[/]: only `base` can be built so far")
+    builders = {"base": build_base_template, TEMPLATE_ID: build_code_interpreter_template}
+    if name not in builders:
+        err_console.print(f"[red]unknown template {name!r}[/]: buildable: {', '.join(builders)}")
         raise typer.Exit(2)
     with console.status(f"building template {name}…") as status:
         def log(line: str) -> None:
             status.update(f"building template {name}: {line[:100]}")
             console.log(line)
-        info = build_base_template(settings_for(data_dir), force=force, log=log)
+        info = builders[name](settings_for(data_dir), force=force, log=log)
     console.print(f"[green]built[/] {info.id} at {info.rootfs}")
 
 

@@ -1,0 +1,34 @@
+"""`python3 -m corral.interpreter`: serve the code interpreter (or `--list-kernels` to check an image)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="corral.interpreter")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=49999)
+    p.add_argument("--cwd", default=os.environ.get("HOME") or os.getcwd(), help="default cwd of new contexts")
+    p.add_argument("--no-warm", action="store_true", help="do not start the default Python kernel at startup")
+    p.add_argument("--list-kernels", action="store_true", help="print the installed kernels and exit")
+    args = p.parse_args(argv)
+    if args.list_kernels:
+        from corral.interpreter.kernels import list_kernels
+
+        return list_kernels()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import uvicorn
+
+    from corral.interpreter.server import make_app
+
+    app = make_app(args.cwd, warm=not args.no_warm)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""One context = one Jupyter kernel (own state, own cwd); runs cells one at a time and streams their events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from corral.interpreter import events, languages
+
+log = logging.getLogger("corral.interpreter")
+
+STARTUP = Path(__file__).with_name("kernel_startup.py")
+POLL_S = 0.5  # how often a silent kernel is checked for being alive
+READY_TIMEOUT_S = 60.0
+
+
+def kernel_env() -> dict[str, str]:
+    """The server's environment minus what only the server needs (its own import path)."""
+    env = dict(os.environ)
+    ours = str(Path(__file__).resolve().parent.parent.parent)
+    if env.get("PYTHONPATH") == ours:
+        env.pop("PYTHONPATH")
+    return env
+
+
+class KernelContext:
+    """A kernel plus the lock that keeps its cells in order; aborted cells are interrupted and drained."""
+
+    def __init__(self, language: str, kernel_name: str, cwd: str) -> None:
+        self.id = str(uuid.uuid4())
+        self.language = language
+        self.kernel_name = kernel_name
+        self.cwd = cwd
+        self._lock = asyncio.Lock()
+        self._km: Any = None
+        self._kc: Any = None
+        self._aborts: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps only weak ones
+
+    def describe(self) -> dict[str, str]:
+        return {"id": self.id, "language": self.language, "cwd": self.cwd}
+
+    async def start(self) -> None:
+        from jupyter_client.manager import AsyncKernelManager
+
+        km = AsyncKernelManager(kernel_name=self.kernel_name)
+        extra: list[str] = []
+        if self.language == "python":
+            # Registers the chart formatter; the `;` keeps run_path's return value out of Out/_.
+            extra = [f"--IPKernelApp.exec_lines=__import__('runpy').run_path({str(STARTUP)!r});"]
+        await km.start_kernel(cwd=self.cwd, env=kernel_env(), extra_arguments=extra)
+        self._km = km
+        await self._connect()
+
+    async def _connect(self) -> None:
+        if self._kc is not None:
+            self._kc.stop_channels()
+        kc = self._km.client()
+        kc.start_channels()
+        await kc.wait_for_ready(timeout=READY_TIMEOUT_S)
+        self._kc = kc
+
+    async def restart(self) -> None:
+        async with self._lock:
+            await self._restart_locked()
+
+    async def _restart_locked(self) -> None:
+        await self._km.restart_kernel(now=True)
+        await self._connect()
+
+    async def shutdown(self) -> None:
+        if self._kc is not None:
+            self._kc.stop_channels()
+        if self._km is not None:
+            try:
+                await self._km.shutdown_kernel(now=True)
+            except Exception:  # already dead: nothing left to stop
+                log.exception("shutting down kernel %s", self.id)
+
+    async def is_alive(self) -> bool:
+        return self._km is not None and bool(await self._km.is_alive())
+
+    async def execute(self, code: str, env_vars: dict[str, str] | None) -> AsyncIterator[events.Event]:
+        """Run one cell; if the consumer stops early (client gone, timeout), the kernel is interrupted and drained."""
+        await self._lock.acquire()
+        msg_id: str | None = None
+        finished = False
+        snippets: tuple[str, str] | None = None
+        try:
+            if not await self.is_alive():
+                await self._restart_locked()
+            snippets = languages.env_snippets(self.language, env_vars) if env_vars else None
+            if snippets:
+                await self._run_silent(snippets[0])
+            msg_id = self._kc.execute(code, store_history=True, allow_stdin=False)
+            async for event in self._collect(msg_id):
+                yield event
+            if snippets and await self.is_alive():
+                await self._run_silent(snippets[1])
+            finished = True
+        finally:
+            if finished or msg_id is None:
+                self._lock.release()
+            else:
+                # Not awaited here: a cancelled generator must not block; the lock passes to the drain.
+                restore = snippets[1] if snippets else None
+                self._aborts.add(asyncio.get_running_loop().create_task(self._abort(msg_id, restore)))
+
+    async def _abort(self, msg_id: str, restore: str | None) -> None:
+        try:
+            log.info("interrupting kernel %s (cell %s abandoned)", self.id, msg_id)
+            await self._km.interrupt_kernel()
+            async for _ in self._collect(msg_id, limit_s=30.0):
+                pass
+            if restore and await self.is_alive():
+                await self._run_silent(restore)
+        except Exception:
+            log.exception("kernel %s did not stop after an interrupt; restarting it", self.id)
+            await self._restart_locked()
+        finally:
+            self._lock.release()
+            self._aborts.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    async def _run_silent(self, code: str) -> None:
+        msg_id = self._kc.execute(code, silent=True, store_history=False, allow_stdin=False)
+        async for _ in self._collect(msg_id):
+            pass
+
+    async def _collect(self, msg_id: str, limit_s: float | None = None) -> AsyncIterator[events.Event]:
+        """Events of cell `msg_id` until its kernel goes idle, then its execute_reply; a dead kernel ends it."""
+        loop = asyncio.get_running_loop()
+        deadline = None if limit_s is None else loop.time() + limit_s
+        saw_error = False
+        while True:
+            if deadline is not None and loop.time() > deadline:
+                raise TimeoutError(f"cell {msg_id} did not finish")
+            try:
+                msg = await self._kc.get_iopub_msg(timeout=POLL_S)
+            except queue.Empty:
+                if not await self.is_alive():
+                    yield await self._died()
+                    return
+                continue
+            if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle":
+                break
+            event = events.translate_iopub(msg)
+            if event is not None:
+                saw_error = saw_error or event["type"] == "error"
+                yield event
+        async for event in self._reply(msg_id, saw_error):
+            yield event
+
+    async def _reply(self, msg_id: str, saw_error: bool) -> AsyncIterator[events.Event]:
+        while True:
+            try:
+                reply = await self._kc.get_shell_msg(timeout=READY_TIMEOUT_S)
+            except queue.Empty:
+                return
+            if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                break
+        content = reply.get("content", {})
+        if not saw_error:
+            err = events.reply_error(content)
+            if err is not None:
+                yield err
+        count = content.get("execution_count")
+        if isinstance(count, int):
+            yield events.count_event(count)
+
+    async def _died(self) -> events.Event:
+        proc = getattr(getattr(self._km, "provisioner", None), "process", None)
+        code = proc.poll() if proc is not None else None
+        log.warning("kernel %s (%s) died (exit code %s); restarting", self.id, self.kernel_name, code)
+        await self._restart_locked()
+        return events.error_event(
+            "KernelDied",
+            f"the {self.language} kernel died (exit code {code}) and was restarted: its state is lost",
+            "",
+        )
+
+
+def installed_kernels() -> set[str]:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return set(KernelSpecManager().find_kernel_specs())
+
+
+def list_kernels(out: Callable[[str], None] = print) -> int:
+    """For the template build: print every kernel spec; fail if Python's is missing."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    specs = KernelSpecManager().get_all_specs()
+    for name, spec in sorted(specs.items()):
+        out(f"{name}: {spec['spec'].get('language')} {' '.join(spec['spec'].get('argv', []))}")
+    out(f"languages: {', '.join(languages.supported(set(specs)))} (python {sys.version.split()[0]})")
+    return 0 if "python3" in specs else 1

@@ -1,0 +1,181 @@
+"""The `code-interpreter-v1` template: `base` plus Jupyter kernels, the data-science stack and Corral's :49999 server."""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from corral.config import Settings
+from corral.errors import NotFoundError, RuntimeFailure
+from corral.templates.base import BASE_ID, CA_BUNDLE, build_base_template
+from corral.templates.chroot import chroot_run, mounts_under, run_logged
+from corral.templates.store import BuildInfo, TemplateInfo, TemplateStore
+
+TEMPLATE_ID = "code-interpreter-v1"
+PORT = 49999
+# Where the server's code lives in the image (outside site-packages, so a user's `pip uninstall` cannot break it).
+SERVER_LIB = "/opt/corral/lib"
+SERVER_LOG = "/tmp/corral-interpreter.log"
+# Lower bounds only: the newest wheels for bookworm's Python 3.11 that PyPI serves at build time.
+PIP_PACKAGES = [
+    "ipykernel>=6.29", "jupyter_client>=8.6", "bash_kernel>=0.9", "starlette>=0.37", "uvicorn>=0.30",
+    "pydantic>=2.6", "numpy", "pandas", "matplotlib", "scipy", "requests",
+]  # fmt: skip
+# tslab gives both a JavaScript (jslab) and a TypeScript kernel; its zeromq 6 ships prebuilt addons for Linux x64,
+# so nothing is downloaded from outside the npm registry.
+NPM_PACKAGES = ["tslab@1"]
+START_CMD = (
+    f"cd / && PYTHONPATH={SERVER_LIB} exec python3 -m corral.interpreter --host 0.0.0.0 --port {PORT}"
+    f" >>{SERVER_LOG} 2>&1"
+)
+
+
+def build_code_interpreter_template(
+    settings: Settings, *, force: bool = False, log: Callable[[str], None] = print
+) -> TemplateInfo:
+    """Build (or reuse) `code-interpreter-v1` from the `base` template (building that first if needed)."""
+    store = TemplateStore(settings)
+    settings.templates_dir.mkdir(parents=True, exist_ok=True)
+    base = build_base_template(settings, log=log)
+    lock_path = settings.templates_dir / f".{TEMPLATE_ID}.lock"
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"another build of {TEMPLATE_ID!r} is running; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if not force:
+            try:
+                info = store.get(TEMPLATE_ID)
+                if info.rootfs.is_dir():
+                    log(f"template {TEMPLATE_ID!r} already built at {info.rootfs} (rebuild with --force)")
+                    return info
+            except NotFoundError:
+                pass
+        for old in store.root.glob(f".{TEMPLATE_ID}.build-*"):
+            log(f"removing stale build dir {old}")
+            _rmtree_checked(old)
+        staging = settings.templates_dir / f".{TEMPLATE_ID}.build-{uuid.uuid4().hex[:8]}"
+        try:
+            info = _build_into(settings, base, staging, log)
+        except BaseException:
+            if staging.exists():
+                _rmtree_checked(staging)
+            raise
+        installed = store.install(staging, info)
+        log(f"template {TEMPLATE_ID!r} ready at {installed.rootfs}")
+        return installed
+
+
+def _build_into(settings: Settings, base: TemplateInfo, staging: Path, log: Callable[[str], None]) -> TemplateInfo:
+    t0 = time.monotonic()
+    rootfs = staging / "rootfs"
+    staging.mkdir(parents=True)
+    log(f"[1/5] copying the {BASE_ID!r} rootfs")
+    run_logged(["cp", "-a", "--reflink=auto", str(base.rootfs), str(rootfs)], log, what="copy base rootfs")
+
+    # pip's wheel cache survives rebuilds: moved into the rootfs for the build (a rename, same filesystem), then back.
+    cache = settings.data_dir / "cache" / "pip"
+    cache.mkdir(parents=True, exist_ok=True)
+    in_root = rootfs / "root/.cache/pip"
+    in_root.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(in_root, ignore_errors=True)
+    cache.rename(in_root)
+    try:
+        log(f"[2/5] pip install {' '.join(PIP_PACKAGES)}")
+        # The chroot does not see the host's pip config: trust the image's bundle (it holds the proxy's CA) explicitly.
+        chroot_run(
+            rootfs,
+            f"export PIP_CERT={CA_BUNDLE} SSL_CERT_FILE={CA_BUNDLE} PIP_BREAK_SYSTEM_PACKAGES=1"
+            " PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore\n"
+            f"python3 -m pip install -q {' '.join(PIP_PACKAGES)}\n"
+            "python3 -m ipykernel install --prefix /usr/local --name python3\n"
+            "python3 -m bash_kernel.install --prefix /usr/local\n"
+            "python3 -m pip freeze > /opt/corral-pip-freeze.txt\n",
+            log,
+            what="pip install",
+        )
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+        in_root.rename(cache)
+    log(f"      done in {time.monotonic() - t0:.0f}s")
+
+    log(f"[3/5] npm install -g {' '.join(NPM_PACKAGES)} (JavaScript/TypeScript kernels)")
+    chroot_run(
+        rootfs,
+        f"export NODE_EXTRA_CA_CERTS={CA_BUNDLE} npm_config_cafile={CA_BUNDLE} npm_config_update_notifier=false"
+        " npm_config_fund=false npm_config_audit=false\n"
+        f"npm install -g {' '.join(NPM_PACKAGES)}\n"
+        "tslab install --python=python3 --prefix=/usr/local\n"
+        # Fails the build here (not in a sandbox) if the native zeromq addon does not load.
+        "node -e \"require(require.resolve('zeromq', {paths: ['/usr/lib/node_modules/tslab']}))\"\n"
+        "rm -rf /root/.npm\n",
+        log,
+        what="npm install tslab",
+    )
+
+    log(f"[4/5] the interpreter server in {SERVER_LIB}, kernels check")
+    _install_server(rootfs)
+    chroot_run(
+        rootfs,
+        f"PYTHONPATH={SERVER_LIB} python3 -m corral.interpreter --list-kernels\n",
+        log,
+        what="kernel check",
+    )
+
+    log("[5/5] cleaning caches")
+    for p in ("tmp", "var/tmp"):
+        for child in (rootfs / p).glob("*"):
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    if mounts_under(staging):
+        raise RuntimeFailure(f"mounts leaked under {staging}: {mounts_under(staging)}")
+    size = _du_bytes(rootfs)
+    took = time.monotonic() - t0
+    log(f"      rootfs {size / 1e6:.0f} MB, built in {took:.0f}s")
+    freeze = (rootfs / "opt/corral-pip-freeze.txt").read_text().split()
+    return TemplateInfo(
+        id=TEMPLATE_ID,
+        aliases=[TEMPLATE_ID],
+        rootfs=rootfs,
+        envs=dict(base.envs),
+        workdir=base.workdir,
+        user=base.user,
+        start_cmd=START_CMD,
+        build=BuildInfo(
+            builder=f"{BASE_ID} + pip + npm",
+            suite=base.build.suite if base.build else None,
+            mirror=base.build.mirror if base.build else None,
+            packages=[*(base.build.packages if base.build else []), *freeze, *NPM_PACKAGES],
+            ca_certificates=base.build.ca_certificates if base.build else [],
+            duration_s=round(took, 1),
+            size_bytes=size,
+        ),
+    )
+
+
+def _install_server(rootfs: Path) -> None:
+    """Copy corral/__init__.py and corral/interpreter/ (without caches) into the image's SERVER_LIB."""
+    src = Path(__file__).resolve().parent.parent
+    dest = rootfs / SERVER_LIB.lstrip("/") / "corral"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    shutil.copyfile(src / "__init__.py", dest / "__init__.py")
+    shutil.copytree(src / "interpreter", dest / "interpreter", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    subprocess.run(["chmod", "-R", "a+rX", str(rootfs / "opt/corral")], check=True)
+
+
+def _du_bytes(path: Path) -> int:
+    out = subprocess.run(["du", "-sB1", str(path)], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0])
+
+
+def _rmtree_checked(path: Path) -> None:
+    """Delete a build dir, but never through a mount point."""
+    if mounts_under(path):
+        raise RuntimeFailure(f"refusing to delete {path}: mounts below it: {mounts_under(path)}")
+    shutil.rmtree(path, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 
 
@@ -20,13 +21,21 @@ def main(argv: list[str] | None = None) -> int:
         from corral.interpreter.kernels import list_kernels
 
         return list_kernels()
+    # Listen before the slow imports (uvicorn, starlette, jupyter_client: ~1 s in gVisor): the sandbox is handed to
+    # the SDK as soon as this process starts, and a first call that connects early then waits in the backlog
+    # instead of being refused.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    sock.listen(128)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import uvicorn
 
     from corral.interpreter.server import make_app
 
     app = make_app(args.cwd, warm=not args.no_warm)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 

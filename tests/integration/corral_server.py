@@ -98,10 +98,10 @@ def leftovers(data_dir: Path, sandbox_ids: list[str] | None = None) -> list[str]
     Warm pool members (named by the server's pool markers, corral.pool.pool_member_ids) are not leftovers.
     """
     members = pool_member_ids(data_dir)
-    return [line for line in _leftovers(data_dir, sandbox_ids) if not any(m in line for m in members)]
+    return [line for line in _leftovers(data_dir, sandbox_ids, members) if not any(m in line for m in members)]
 
 
-def _leftovers(data_dir: Path, sandbox_ids: list[str] | None = None) -> list[str]:
+def _leftovers(data_dir: Path, sandbox_ids: list[str] | None, members: set[str]) -> list[str]:
     found: list[str] = []
     data = str(data_dir.resolve())
     for pid in os.listdir("/proc"):
@@ -111,6 +111,8 @@ def _leftovers(data_dir: Path, sandbox_ids: list[str] | None = None) -> list[str
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
+        if any(m in cmdline for m in members):
+            continue  # matched on the whole command line: the reported one is cut at 200 characters
         if ("runsc" in cmdline or "runc" in cmdline or "corral-agent" in cmdline) and data in cmdline or sandbox_ids and any(sid in cmdline for sid in sandbox_ids) and "pytest" not in cmdline:
             found.append(f"process {pid}: {cmdline[:200]}")
     for line in Path("/proc/self/mountinfo").read_text().splitlines():

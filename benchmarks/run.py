@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.run [--n 30]
 
-Prints a p50/p95/p99 table and writes benchmarks/results/latest.json.
+Prints a p50/p95/p99 table, the speedup against each peer, and writes benchmarks/results/latest.json.
 """
 
 from __future__ import annotations
@@ -12,13 +12,18 @@ import json
 import os
 import platform
 import shutil
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.stats import Figure, table
-from tests.integration.corral_server import CorralServer
+from benchmarks.load import bench_concurrent_creates, bench_density, bench_sustained
+from benchmarks.peers import bench_llm_sandbox, bench_podman_runsc, bench_runsc_do
+from benchmarks.stats import Figure, ratio_table, ratios, table
+from corral.pool import pool_member_ids
+from tests.integration.corral_server import BASE_TEMPLATES, CorralServer
+
+ROOTFS = BASE_TEMPLATES / "base" / "rootfs"
 
 
 def timed(fn) -> float:  # type: ignore[no-untyped-def]
@@ -27,13 +32,21 @@ def timed(fn) -> float:  # type: ignore[no-untyped-def]
     return (time.perf_counter() - t0) * 1000
 
 
-def bench_tier(tier: str, n: int) -> list[Figure]:
+def wait_pool_full(data_dir: Path, size: int, timeout: float = 10.0) -> None:
+    """Steady state for latency samples: the warm pool has refilled (creates arriving slower than refills)."""
+    deadline = time.monotonic() + timeout
+    while len(pool_member_ids(data_dir)) < size and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def bench_tier(tier: str, n: int, data_dir: Path, pool_size: int) -> list[Figure]:
     from e2b import Sandbox
 
     meta = {"corral.runtime": tier}
     create_first: list[float] = []
     kill_ms: list[float] = []
     for _ in range(n):
+        wait_pool_full(data_dir, pool_size)
         t0 = time.perf_counter()
         sbx = Sandbox.create(metadata=meta)
         sbx.commands.run("true")
@@ -48,54 +61,86 @@ def bench_tier(tier: str, n: int) -> list[Figure]:
                  for _ in range(n)]
     finally:
         sbx.kill()
+    warm = "warm pool" if pool_size else "no pool"
     return [
-        Figure.of(f"{tier}: Sandbox.create() -> first commands.run('true')", create_first),
+        Figure.of(f"{tier}: Sandbox.create() -> first commands.run('true') ({warm})", create_first),
         Figure.of(f"{tier}: commands.run('true') round trip", rtt),
         Figure.of(f"{tier}: 1 MiB files.write + files.read", files),
         Figure.of(f"{tier}: kill()", kill_ms),
     ]
 
 
-def bench_runsc_do(n: int, rootfs: Path) -> Figure:
-    """Peer: plain `runsc do` of the same `true` in a fresh gVisor sandbox each time (create + exec + destroy)."""
-    samples = []
-    root = Path(tempfile.mkdtemp(prefix="bench-runsc-"))
-    try:
-        for _ in range(n):
-            samples.append(timed(lambda: subprocess.run(
-                ["runsc", "--root", str(root), "--platform", "ptrace", "--network", "none", "do", "true"],
-                check=True, capture_output=True)))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    return Figure.of("peer: `runsc do true` (create+exec+destroy)", samples)
+def bench_peers(names: list[str], n: int, rootfs: Path) -> tuple[list[Figure], dict[str, str]]:
+    figures: list[Figure] = []
+    skipped: dict[str, str] = {}
+    for name in names:
+        if name == "runsc":
+            figures.append(bench_runsc_do(n))
+        elif name == "podman":
+            got = bench_podman_runsc(n, rootfs)
+            if isinstance(got, Figure):
+                figures.append(got)
+            else:
+                skipped[name] = got
+        elif name == "llm-sandbox":
+            got = bench_llm_sandbox(n, rootfs)
+            if isinstance(got, Figure):
+                figures.append(got)
+            else:
+                skipped[name] = got
+    return figures, skipped
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=30, help="samples per figure")
     parser.add_argument("--tiers", default="gvisor,runc")
+    parser.add_argument("--pool-size", type=int, default=2, help="the server's warm pool size (0: off)")
+    parser.add_argument("--concurrency", type=int, default=10, help="clients for the concurrent-create figure")
+    parser.add_argument("--sustained-s", type=float, default=10.0, help="seconds of the sustained-creates figure")
+    parser.add_argument("--density", type=int, default=50, help="idle sandboxes for the density figures (0: skip)")
+    parser.add_argument("--peers", default="runsc,podman,llm-sandbox")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latest.json")
     args = parser.parse_args()
 
     server = CorralServer(data_dir=Path(tempfile.mkdtemp(prefix="corral-bench-")))
     server.prepare()
-    server.start()
+    server.start(("--pool-size", str(args.pool_size)))
     figures: list[Figure] = []
     try:
         os.environ.update(E2B_API_URL=server.api_url, E2B_SANDBOX_URL=server.sandbox_url,
                           E2B_API_KEY=server.create_key("bench"))
         for tier in args.tiers.split(","):
-            figures += bench_tier(tier, args.n)
+            figures += bench_tier(tier, args.n, server.data_dir, args.pool_size)
+        gvisor = "gvisor" in args.tiers.split(",")
+        if gvisor:
+            figures.append(bench_concurrent_creates("gvisor", args.concurrency, max(1, args.n // args.concurrency)))
+            figures.append(bench_sustained("gvisor", 4, args.sustained_s))
+            if args.density:
+                figures += bench_density("gvisor", args.density, server.data_dir)
     finally:
         server.stop()
         shutil.rmtree(server.data_dir, ignore_errors=True)
-    figures.append(bench_runsc_do(args.n, Path("/var/lib/corral/templates/base/rootfs")))
+    peers, skipped = bench_peers([p for p in args.peers.split(",") if p], args.n, ROOTFS)
+    figures += peers
+    creates = {f.name.split(":")[0]: f for f in figures if "Sandbox.create() -> first" in f.name}
+    rows = ratios(creates["gvisor"], peers) if "gvisor" in creates else []
+    if "runc" in creates:  # llm-sandbox runs on runc here: also against our runc tier
+        rows += ratios(creates["runc"], [p for p in peers if "runc)" in p.name])
     print(table(figures))
+    if rows:
+        print()
+        print(ratio_table(rows))
+    for name, why in skipped.items():
+        print(f"peer {name} not measured: {why}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "python -m benchmarks.run " + " ".join(sys.argv[1:]),
         "figures": [f.as_dict() for f in figures],
+        "ratios": rows,
+        "peers_skipped": skipped,
     }, indent=2))
     print(f"\nwritten {args.out}")
 

@@ -3,8 +3,11 @@ template's start command through `process.Process/Start` (Connect, JSON codec)."
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import json
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +18,42 @@ from corral.errors import RuntimeFailure
 START_CMD_TAG = "corral-start-cmd"
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    # httpx builds (and loads CA files into) a new SSL context per transport: ~20 ms, though a unix socket never
+    # uses it. One shared context makes a client cheap.
+    return ssl.create_default_context()
+
+
 def _client(socket_path: Path, timeout: float) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(socket_path)), timeout=timeout)
+    return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(socket_path), verify=_tls()),
+                             timeout=timeout, trust_env=False)
 
 
 async def init_agent(socket_path: Path, body: dict[str, Any], timeout: float = 15.0) -> None:
-    """Hand the agent its env vars, access token and defaults (answered 204)."""
+    """Hand the agent its env vars, access token and defaults (answered 204).
+
+    Raw HTTP/1.1 over the socket: it is on every create's path, and one request needs no client machinery.
+    """
+    payload = json.dumps(body).encode()
+    writer = None
     try:
-        async with _client(socket_path, timeout) as client:
-            resp = await client.post("http://agent/init", json=body)
-    except httpx.HTTPError as e:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_unix_connection(str(socket_path))
+            writer.write(b"POST /init HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n"
+                         b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload))
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            parts = head.split(b" ", 2)
+            status = int(parts[1]) if len(parts) >= 2 and parts[0].startswith(b"HTTP/") else 0
+            text = (await reader.read(200)).decode(errors="replace") if status >= 300 or not status else ""
+    except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
         raise RuntimeFailure(f"sandbox agent did not answer /init: {e!r}") from e
-    if resp.status_code >= 300:
-        raise RuntimeFailure(f"sandbox agent refused /init: {resp.status_code} {resp.text[:200]}")
+    finally:
+        if writer is not None:
+            writer.close()
+    if not status or status >= 300:
+        raise RuntimeFailure(f"sandbox agent refused /init: {status} {text[:200]}")
 
 
 def _frames(buf: bytearray) -> list[tuple[int, dict[str, Any]]]:

@@ -10,6 +10,7 @@ Event = dict[str, Any]
 
 # The custom MIME type our IPython formatter (kernel_startup.py) gives a matplotlib figure's extracted chart.
 CHART_MIME = "application/vnd.corral.chart+json"
+MAIN_RESULT_KEY = "corral/main_result"
 
 # Jupyter MIME type -> the SDK's Result field. Anything else goes to `extra` under its MIME type.
 MIME_FIELDS = {
@@ -78,7 +79,9 @@ def translate_iopub(msg: dict[str, Any]) -> Event | None:
     if kind == "stream":
         return stream_event(content.get("name", "stdout"), content.get("text", ""))
     if kind in ("execute_result", "display_data", "update_display_data"):
-        return result_event(content.get("data", {}), is_main_result=kind == "execute_result")
+        # tslab has no execute_result: our hook (tslab_hook.js) marks the last expression's display instead.
+        main = kind == "execute_result" or bool((content.get("metadata") or {}).get(MAIN_RESULT_KEY))
+        return result_event(content.get("data", {}), is_main_result=main)
     if kind == "error":
         return error_event(content.get("ename") or "Error", content.get("evalue", ""), content.get("traceback", []))
     return None

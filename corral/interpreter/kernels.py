@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import queue
+import re
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,16 +18,22 @@ from corral.interpreter import events, languages
 log = logging.getLogger("corral.interpreter")
 
 STARTUP = Path(__file__).with_name("kernel_startup.py")
+TSLAB_HOOK = Path(__file__).with_name("tslab_hook.js")
 POLL_S = 0.5  # how often a silent kernel is checked for being alive
 READY_TIMEOUT_S = 60.0
+ABORT_RETRY_S = 0.3
+# "TypeError: x is not a function" in a kernel's stderr (tslab reports runtime errors only there).
+_ERROR_LINE = re.compile(r"^(\w*(?:Error|Exception)): (.*)$", re.MULTILINE)
 
 
-def kernel_env() -> dict[str, str]:
-    """The server's environment minus what only the server needs (its own import path)."""
+def kernel_env(kernel_name: str) -> dict[str, str]:
+    """The server's environment minus what only the server needs (its own import path), plus kernel hooks."""
     env = dict(os.environ)
     ours = str(Path(__file__).resolve().parent.parent.parent)
     if env.get("PYTHONPATH") == ours:
         env.pop("PYTHONPATH")
+    if kernel_name in ("jslab", "tslab"):
+        env["NODE_OPTIONS"] = f"{env.get('NODE_OPTIONS', '')} --require {TSLAB_HOOK}".strip()
     return env
 
 
@@ -42,6 +49,7 @@ class KernelContext:
         self._km: Any = None
         self._kc: Any = None
         self._aborts: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps only weak ones
+        self._aborted = False  # the last cell's execute_reply said "abort(ed)": it never ran
 
     def describe(self) -> dict[str, str]:
         return {"id": self.id, "language": self.language, "cwd": self.cwd}
@@ -54,7 +62,7 @@ class KernelContext:
         if self.language == "python":
             # Registers the chart formatter; the `;` keeps run_path's return value out of Out/_.
             extra = [f"--IPKernelApp.exec_lines=__import__('runpy').run_path({str(STARTUP)!r});"]
-        await km.start_kernel(cwd=self.cwd, env=kernel_env(), extra_arguments=extra)
+        await km.start_kernel(cwd=self.cwd, env=kernel_env(self.kernel_name), extra_arguments=extra)
         self._km = km
         await self._connect()
 
@@ -98,9 +106,15 @@ class KernelContext:
             snippets = languages.env_snippets(self.language, env_vars) if env_vars else None
             if snippets:
                 await self._run_silent(snippets[0])
-            msg_id = self._kc.execute(code, store_history=True, allow_stdin=False)
-            async for event in self._collect(msg_id):
-                yield event
+            for attempt in range(2):
+                self._aborted = False
+                msg_id = self._kc.execute(code, store_history=True, allow_stdin=False)
+                async for event in self._collect(msg_id):
+                    yield event
+                if not self._aborted or attempt:
+                    break
+                # tslab aborts every request that arrives within 200 ms of a failed cell; this one never ran.
+                await asyncio.sleep(ABORT_RETRY_S)
             if snippets and await self.is_alive():
                 await self._run_silent(snippets[1])
             finished = True
@@ -137,6 +151,7 @@ class KernelContext:
         loop = asyncio.get_running_loop()
         deadline = None if limit_s is None else loop.time() + limit_s
         saw_error = False
+        stderr: list[str] = []
         while True:
             if deadline is not None and loop.time() > deadline:
                 raise TimeoutError(f"cell {msg_id} did not finish")
@@ -154,11 +169,13 @@ class KernelContext:
             event = events.translate_iopub(msg)
             if event is not None:
                 saw_error = saw_error or event["type"] == "error"
+                if event["type"] == "stderr":
+                    stderr.append(event["text"])
                 yield event
-        async for event in self._reply(msg_id, saw_error):
+        async for event in self._reply(msg_id, saw_error, "".join(stderr)):
             yield event
 
-    async def _reply(self, msg_id: str, saw_error: bool) -> AsyncIterator[events.Event]:
+    async def _reply(self, msg_id: str, saw_error: bool, stderr: str) -> AsyncIterator[events.Event]:
         while True:
             try:
                 reply = await self._kc.get_shell_msg(timeout=READY_TIMEOUT_S)
@@ -167,9 +184,16 @@ class KernelContext:
             if reply.get("parent_header", {}).get("msg_id") == msg_id:
                 break
         content = reply.get("content", {})
+        if content.get("status") in ("abort", "aborted"):
+            self._aborted = True
+            return
         if not saw_error:
             err = events.reply_error(content)
             if err is not None:
+                found = _ERROR_LINE.findall(stderr)
+                if not content.get("ename") and stderr.strip():  # tslab: no ename/evalue, only stderr
+                    err["name"], err["value"] = found[-1] if found else ("Error", stderr.strip().splitlines()[0])
+                    err["traceback"] = stderr
                 yield err
         count = content.get("execution_count")
         if isinstance(count, int):

@@ -1,0 +1,97 @@
+"""End to end: the stock e2b-code-interpreter SDK -> Corral API -> gateway port forwarding -> :49999 in a sandbox."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from e2b import TimeoutException
+from e2b_code_interpreter import Execution, Sandbox
+
+from tests.integration.conftest import require_host
+from tests.integration.corral_server import BASE_TEMPLATES, CorralServer
+from tests.integration.sdk.helpers import RUNTIME_METADATA_KEY
+
+pytestmark = pytest.mark.integration
+TEMPLATE = "code-interpreter-v1"
+
+
+@pytest.fixture
+def sbx(e2b: CorralServer, tier: str) -> Iterator[Sandbox]:
+    require_host()
+    if not (BASE_TEMPLATES / TEMPLATE / "rootfs" / "opt" / "corral").exists():
+        pytest.skip(f"template {TEMPLATE} not built (run: corral template build {TEMPLATE})")
+    s = Sandbox.create(metadata={RUNTIME_METADATA_KEY: tier})  # the SDK's default template is code-interpreter-v1
+    try:
+        yield s
+    finally:
+        s.kill()
+
+
+def _first_run(sbx: Sandbox, code: str, within_s: float = 30.0) -> tuple[Execution, int]:
+    """run_code, retried while the gateway answers 502 (the server is not listening yet); returns the 502 count."""
+    deadline = time.monotonic() + within_s
+    refused = 0
+    while True:
+        try:
+            return sbx.run_code(code), refused
+        except TimeoutException as e:
+            if "port is not open" not in str(e) or time.monotonic() > deadline:
+                raise
+            refused += 1
+            time.sleep(0.05)
+
+
+def test_stateful_python_rich_results_and_other_languages(sbx: Sandbox, tier: str) -> None:
+    t0 = time.monotonic()
+    first, refused = _first_run(sbx, "import pandas as pd; df = pd.DataFrame({'a': [1, 2]})")
+    first_s = time.monotonic() - t0
+    assert first.error is None, first.error
+    ex = sbx.run_code("df.plot(); df")
+    assert ex.error is None, ex.error
+    main = [r for r in ex.results if r.is_main_result]
+    assert len(main) == 1 and main[0].html and "<table" in main[0].html and main[0].text
+    figures = [r for r in ex.results if r.png]
+    assert len(figures) == 1 and figures[0].chart is not None and figures[0].chart.type == "line"
+
+    out: list[str] = []
+    ex = sbx.run_code("import os; print(os.environ['GREETING'])", envs={"GREETING": "hi"}, on_stdout=out.append)
+    assert [str(o) for o in out] == ["hi\n"]
+
+    js = sbx.create_code_context(language="js")
+    assert sbx.run_code("let x = 2; x * 21", context=js).text == "42"
+    assert sbx.run_code("x + 1", context=js).text == "3"
+    ex = sbx.run_code("console.log(process.env.GREETING); throw new TypeError('boom')", context=js,
+                      envs={"GREETING": "hello"})  # fmt: skip
+    assert ex.logs.stdout == ["hello\n"] and ex.error is not None
+    assert (ex.error.name, ex.error.value) == ("TypeError", "boom")
+    assert sbx.run_code("x", context=js).text == "2"  # right after an error: tslab's 200 ms abort window
+    sh = sbx.create_code_context(language="bash", cwd="/tmp")
+    assert sbx.run_code("pwd", context=sh).logs.stdout == ["/tmp\n"]
+
+    rounds = []
+    for _ in range(30):
+        t = time.monotonic()
+        assert sbx.run_code("1 + 1").text == "2"
+        rounds.append(time.monotonic() - t)
+    rounds.sort()
+    print(f"\n[{tier}] first run_code {first_s * 1000:.0f} ms ({refused} x 502 first); trivial cell p50 {rounds[15] * 1000:.1f} ms, "
+          f"p99 {rounds[-1] * 1000:.1f} ms")  # fmt: skip
+
+
+@pytest.mark.xfail(
+    reason="start_cmd runs in the background after create returns and the gateway answers 502 until :49999 "
+    "listens: needs a readiness wait in the manager or a connect retry in the gateway (not in the interpreter)",
+    raises=TimeoutException,
+    strict=False,
+)
+def test_run_code_right_after_create(sbx: Sandbox) -> None:
+    assert sbx.run_code("1 + 1").text == "2"
+
+
+def test_timeout_interrupts_and_the_context_survives(sbx: Sandbox) -> None:
+    _first_run(sbx, "y = 1")
+    with pytest.raises(Exception, match="timed out"):
+        sbx.run_code("import time; time.sleep(60)", timeout=2)
+    assert sbx.run_code("y + 1", timeout=30).text == "2"

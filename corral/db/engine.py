@@ -47,6 +47,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
+    # No fsync per commit (WAL stays consistent; a power cut may lose the last rows, and with it every sandbox is gone
+    # anyway): commits run on the event loop of every create and kill.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

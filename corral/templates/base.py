@@ -224,7 +224,24 @@ def _configure_after_install(rootfs: Path) -> None:
     _write(etc / "npmrc", f"cafile={CA_BUNDLE}\n")
     env_lines = "".join(f"export {k}={v}\n" for k, v in ENVS.items())
     _write(etc / "profile.d" / "corral.sh", "# Written by Corral's base template build.\n" + env_lines)
+    _slim_login_files(rootfs)
     (rootfs / "usr" / "sbin" / "policy-rc.d").unlink(missing_ok=True)
+
+
+# Every SDK command is `bash -l -c CMD`, so the login files run once per command; under gVisor each fork+exec in
+# them costs ~10 ms (measured: bash -l -c true 42 ms -> 30 ms without /etc/profile's `id -u`; bash -c true 14 ms).
+LOGIN_EDITS = {
+    "etc/profile": ('"$(id -u)"', '"${EUID:-$(id -u)}"'),  # bash knows its uid; sh still asks id
+    "root/.profile": ("mesg n 2> /dev/null || true", "if [ -t 0 ]; then mesg n 2> /dev/null || true; fi"),  # tty only
+}
+
+
+def _slim_login_files(rootfs: Path) -> None:
+    """Take the process spawns out of Debian's login files (same results, no fork+exec on bash's path)."""
+    for rel, (old, new) in LOGIN_EDITS.items():
+        path = rootfs / rel
+        if path.is_file():
+            path.write_text(path.read_text().replace(old, new))
 
 
 def _clean(rootfs: Path) -> None:

@@ -71,6 +71,15 @@ def test_after_install_and_clean(rootfs: Path) -> None:
     assert [p.name for p in (rootfs / "usr/share/doc/pkg").iterdir()] == ["copyright"]
 
 
+def test_login_files_spawn_nothing(rootfs: Path) -> None:
+    (rootfs / "root").mkdir(exist_ok=True)
+    (rootfs / "etc/profile").write_text('if [ "$(id -u)" -eq 0 ]; then\n  PATH=/sbin\nfi\n')
+    (rootfs / "root/.profile").write_text("mesg n 2> /dev/null || true\n")
+    base._configure_after_install(rootfs)
+    assert (rootfs / "etc/profile").read_text() == 'if [ "${EUID:-$(id -u)}" -eq 0 ]; then\n  PATH=/sbin\nfi\n'
+    assert "if [ -t 0 ]; then mesg n" in (rootfs / "root/.profile").read_text()
+
+
 def test_du_counts_hard_links_once(tmp_path: Path) -> None:
     (tmp_path / "a").write_bytes(b"x" * 100_000)
     before = base._du_bytes(tmp_path)

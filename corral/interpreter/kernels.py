@@ -50,6 +50,7 @@ class KernelContext:
         self._kc: Any = None
         self._aborts: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps only weak ones
         self._aborted = False  # the last cell's execute_reply said "abort(ed)": it never ran
+        self._inflight: str | None = None  # msg_id of the request the kernel is running for us, if any
 
     def describe(self) -> dict[str, str]:
         return {"id": self.id, "language": self.language, "cwd": self.cwd}
@@ -97,54 +98,63 @@ class KernelContext:
     async def execute(self, code: str, env_vars: dict[str, str] | None) -> AsyncIterator[events.Event]:
         """Run one cell; if the consumer stops early (client gone, timeout), the kernel is interrupted and drained."""
         await self._lock.acquire()
-        msg_id: str | None = None
+        self._inflight = None
         finished = False
-        snippets: tuple[str, str] | None = None
+        restore: str | None = None  # set while this cell's env vars are applied in the kernel
         try:
             if not await self.is_alive():
+                # Died between cells (e.g. a background thread called os._exit): say so, then run the cell.
+                code_ = self._exit_code()
                 await self._restart_locked()
+                yield events.stream_event("stderr", f"[the {self.language} kernel had died (exit code {code_}) "
+                                          "and was restarted: its state was lost]\n")  # fmt: skip
             snippets = languages.env_snippets(self.language, env_vars) if env_vars else None
             if snippets:
+                restore = snippets[1]
                 await self._run_silent(snippets[0])
             for attempt in range(2):
                 self._aborted = False
-                msg_id = self._kc.execute(code, store_history=True, allow_stdin=False)
-                async for event in self._collect(msg_id):
+                self._inflight = self._kc.execute(code, store_history=True, allow_stdin=False)
+                async for event in self._collect(self._inflight):
                     yield event
+                self._inflight = None
                 if not self._aborted or attempt:
                     break
                 # tslab aborts every request that arrives within 200 ms of a failed cell; this one never ran.
                 await asyncio.sleep(ABORT_RETRY_S)
-            if snippets and await self.is_alive():
-                await self._run_silent(snippets[1])
+            if restore and await self.is_alive():
+                await self._run_silent(restore)
             finished = True
         finally:
-            if finished or msg_id is None:
+            if finished:
                 self._lock.release()
             else:
-                # Not awaited here: a cancelled generator must not block; the lock passes to the drain.
-                restore = snippets[1] if snippets else None
-                self._aborts.add(asyncio.get_running_loop().create_task(self._abort(msg_id, restore)))
+                # Not awaited here: a cancelled generator must not block; the lock passes to the cleanup task.
+                task = asyncio.get_running_loop().create_task(self._abort(self._inflight, restore))
+                self._aborts.add(task)
 
-    async def _abort(self, msg_id: str, restore: str | None) -> None:
+    async def _abort(self, inflight: str | None, restore: str | None) -> None:
         try:
-            log.info("interrupting kernel %s (cell %s abandoned)", self.id, msg_id)
-            await self._km.interrupt_kernel()
-            async for _ in self._collect(msg_id, limit_s=30.0):
-                pass
+            if inflight is not None:
+                log.info("interrupting kernel %s (request %s abandoned)", self.id, inflight)
+                await self._km.interrupt_kernel()
+                async for _ in self._collect(inflight, limit_s=30.0):
+                    pass
             if restore and await self.is_alive():
                 await self._run_silent(restore)
         except Exception:
             log.exception("kernel %s did not stop after an interrupt; restarting it", self.id)
             await self._restart_locked()
         finally:
+            self._inflight = None
             self._lock.release()
             self._aborts.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def _run_silent(self, code: str) -> None:
-        msg_id = self._kc.execute(code, silent=True, store_history=False, allow_stdin=False)
-        async for _ in self._collect(msg_id):
+        self._inflight = self._kc.execute(code, silent=True, store_history=False, allow_stdin=False)
+        async for _ in self._collect(self._inflight):
             pass
+        self._inflight = None
 
     async def _collect(self, msg_id: str, limit_s: float | None = None) -> AsyncIterator[events.Event]:
         """Events of cell `msg_id` until its kernel goes idle, then its execute_reply; a dead kernel ends it."""
@@ -199,9 +209,12 @@ class KernelContext:
         if isinstance(count, int):
             yield events.count_event(count)
 
-    async def _died(self) -> events.Event:
+    def _exit_code(self) -> int | None:
         proc = getattr(getattr(self._km, "provisioner", None), "process", None)
-        code = proc.poll() if proc is not None else None
+        return proc.poll() if proc is not None else None
+
+    async def _died(self) -> events.Event:
+        code = self._exit_code()
         log.warning("kernel %s (%s) died (exit code %s); restarting", self.id, self.kernel_name, code)
         await self._restart_locked()
         return events.error_event(

@@ -193,3 +193,18 @@ def test_kernel_death_is_an_error_and_the_kernel_restarts(sbx: Sandbox) -> None:
     after = sbx.run_code("lost", context=ctx)
     assert after.error is not None and after.error.name == "NameError"
     assert sbx.run_code("1 + 1", context=ctx).text == "2"
+
+
+def test_kernel_dying_between_cells_is_reported_on_the_next_one(sbx: Sandbox) -> None:
+    ctx = sbx.create_code_context()
+    sbx.run_code("import os, threading; threading.Timer(0.3, os._exit, (1,)).start()", context=ctx)
+    time.sleep(1.5)
+    ex = sbx.run_code("1 + 1", context=ctx)
+    assert ex.text == "2" and any("had died" in line for line in ex.logs.stderr)
+
+
+def test_timeout_restores_per_execution_env_vars(sbx: Sandbox) -> None:
+    ctx = sbx.create_code_context()
+    with pytest.raises(TimeoutException):
+        sbx.run_code("import time; time.sleep(120)", context=ctx, envs={"CORRAL_T": "x"}, timeout=1)
+    assert sbx.run_code("import os; os.environ.get('CORRAL_T')", context=ctx, timeout=30).text is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -121,3 +122,25 @@ def test_rebuild_drains_pool(sdk: CorralServer) -> None:
         sbx.kill()
     assert wait_until(lambda: not leftovers(sdk.data_dir, [sbx.sandbox_id, *old]), timeout=20), \
         leftovers(sdk.data_dir, [sbx.sandbox_id, *old])
+
+
+def test_stop_destroys_members_and_crash_leaves_them_to_the_sweep() -> None:
+    """Chosen: pool members are destroyed at stop, not re-adopted; after a crash the next start removes them."""
+    require_host()
+    server = CorralServer(data_dir=Path(tempfile.mkdtemp(prefix="corral-poolstop-")))
+    server.prepare()
+    try:
+        server.start(("--pool-size", str(POOL_SIZE)))
+        assert wait_until(lambda: len(pool_member_ids(server.data_dir)) >= POOL_SIZE, timeout=30)
+        crashed = pool_member_ids(server.data_dir)
+        server.stop(signal.SIGKILL)
+        server.start(("--pool-size", str(POOL_SIZE)))
+        assert wait_until(lambda: not any(m in line for line in leftovers(server.data_dir) for m in crashed),
+                          timeout=30), leftovers(server.data_dir)
+        assert wait_until(lambda: len(pool_member_ids(server.data_dir)) >= POOL_SIZE, timeout=30)
+        server.stop()  # graceful: members destroyed, markers gone, so leftovers() sees everything
+        assert pool_member_ids(server.data_dir) == set()
+        assert wait_until(lambda: not leftovers(server.data_dir), timeout=20), leftovers(server.data_dir)
+    finally:
+        server.stop()
+        shutil.rmtree(server.data_dir, ignore_errors=True)

@@ -183,6 +183,8 @@ class WarmPool:
                 await asyncio.wait_for(self._wake.wait(), self.check_interval_s)
 
     def _neediest(self) -> PoolKey | None:
+        if sum(len(p.ready) for p in self.pools.values()) >= self.settings.pool_max_total:
+            return None
         now = self.clock()
         best, best_gap = None, 0
         for key, pool in self.pools.items():

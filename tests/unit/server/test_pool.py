@@ -151,3 +151,16 @@ async def test_pool_size_zero_disables(tmp_path: Path, runtimes: dict[str, FakeR
     await asyncio.sleep(0.1)
     assert len(runtimes["gvisor"].specs) == 1
     await mgr.close(drain_s=5)
+
+
+async def test_total_cap_over_all_keys(tmp_path: Path, runtimes: dict[str, FakeRuntime], templates: FakeTemplates,
+                                       db: Database) -> None:
+    settings = Settings(data_dir=tmp_path / "d1", pool_size=2, pool_max_total=3)
+    mgr = SandboxManager(settings, runtimes, templates, db=db, warm_pool=True)  # type: ignore[arg-type]
+    await mgr.start()
+    await until(lambda: len(ready(mgr)) == 2)
+    await create(mgr, metadata={"corral.runtime": "runc"})  # the runc key wants 2 more: only 1 fits
+    await until(lambda: len(ready(mgr, runtime="runc")) == 1)
+    await asyncio.sleep(0.2)
+    assert len(ready(mgr)) + len(ready(mgr, runtime="runc")) == 3
+    await mgr.close(drain_s=5)

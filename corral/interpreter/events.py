@@ -63,6 +63,16 @@ def result_event(data: dict[str, Any], *, is_main_result: bool) -> Event:
     return event
 
 
+def is_value_display(event: Event) -> bool:
+    """A non-main result that shows a value (text, no image): what IRkernel sends for a visible R value."""
+    return (
+        event["type"] == "result"
+        and not event["is_main_result"]
+        and "text" in event
+        and not any(k in event for k in ("png", "jpeg", "svg", "pdf"))
+    )
+
+
 def error_event(name: str, value: str, traceback: list[str] | str) -> Event:
     tb = traceback if isinstance(traceback, str) else "\n".join(traceback)
     return {"type": "error", "name": name, "value": value, "traceback": tb}

@@ -162,6 +162,7 @@ class KernelContext:
         deadline = None if limit_s is None else loop.time() + limit_s
         saw_error = False
         stderr: list[str] = []
+        held: events.Event | None = None
         while True:
             if deadline is not None and loop.time() > deadline:
                 raise TimeoutError(f"cell {msg_id} did not finish")
@@ -181,7 +182,16 @@ class KernelContext:
                 saw_error = saw_error or event["type"] == "error"
                 if event["type"] == "stderr":
                     stderr.append(event["text"])
+                if held is not None:
+                    yield held
+                    held = None
+                if self.language == "r" and events.is_value_display(event):
+                    held = event  # IRkernel shows values as display_data: the cell's last one is its result
+                    continue
                 yield event
+        if held is not None:
+            held["is_main_result"] = True
+            yield held
         async for event in self._reply(msg_id, saw_error, "".join(stderr)):
             yield event
 

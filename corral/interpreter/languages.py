@@ -84,7 +84,7 @@ def env_snippets(language: str, env: dict[str, str]) -> tuple[str, str] | None:
         return set_code, restore
     if language == "r":
         names = "c(" + ", ".join(json.dumps(k) for k in env) + ")"
-        set_code = f".corral_env <- Sys.getenv({names}, unset = NA); " + "; ".join(
+        set_code = f".corral_env <- Sys.getenv({names}, unset = NA, names = TRUE); " + "; ".join(
             f"Sys.setenv({json.dumps(k)} = {json.dumps(v)})" for k, v in env.items()
         )
         restore = (

@@ -29,6 +29,8 @@ PIP_PACKAGES = [
 # tslab gives both a JavaScript (jslab) and a TypeScript kernel; its zeromq 6 ships prebuilt addons for Linux x64,
 # so nothing is downloaded from outside the npm registry.
 NPM_PACKAGES = ["tslab@1"]
+# Debian's IRkernel (R itself comes with it); --no-install-recommends keeps out r-recommended and compilers.
+APT_PACKAGES = ["r-cran-irkernel"]
 START_CMD = (
     f"cd / && PYTHONPATH={SERVER_LIB} exec python3 -m corral.interpreter --host 0.0.0.0 --port {PORT}"
     f" >>{SERVER_LOG} 2>&1"
@@ -76,7 +78,7 @@ def _build_into(settings: Settings, base: TemplateInfo, staging: Path, log: Call
     t0 = time.monotonic()
     rootfs = staging / "rootfs"
     staging.mkdir(parents=True)
-    log(f"[1/5] copying the {BASE_ID!r} rootfs")
+    log(f"[1/6] copying the {BASE_ID!r} rootfs")
     run_logged(["cp", "-a", "--reflink=auto", str(base.rootfs), str(rootfs)], log, what="copy base rootfs")
 
     # pip's wheel cache survives rebuilds: moved into the rootfs for the build (a rename, same filesystem), then back.
@@ -87,7 +89,7 @@ def _build_into(settings: Settings, base: TemplateInfo, staging: Path, log: Call
     shutil.rmtree(in_root, ignore_errors=True)
     cache.rename(in_root)
     try:
-        log(f"[2/5] pip install {' '.join(PIP_PACKAGES)}")
+        log(f"[2/6] pip install {' '.join(PIP_PACKAGES)}")
         # The chroot does not see the host's pip config: trust the image's bundle (it holds the proxy's CA) explicitly.
         chroot_run(
             rootfs,
@@ -105,7 +107,21 @@ def _build_into(settings: Settings, base: TemplateInfo, staging: Path, log: Call
         in_root.rename(cache)
     log(f"      done in {time.monotonic() - t0:.0f}s")
 
-    log(f"[3/5] npm install -g {' '.join(NPM_PACKAGES)} (JavaScript/TypeScript kernels)")
+    t1 = time.monotonic()
+    log(f"[3/5] apt-get install {' '.join(APT_PACKAGES)} (the R kernel)")
+    chroot_run(
+        rootfs,
+        "apt-get -q update\n"
+        f"apt-get -q install -y --no-install-recommends {' '.join(APT_PACKAGES)}\n"
+        "R -q -e \"IRkernel::installspec(user = FALSE, prefix = '/usr/local')\"\n"
+        "rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin\n",
+        log,
+        apt_cache=settings.data_dir / "cache" / "apt-archives",
+        what="apt-get install r-cran-irkernel",
+    )
+    log(f"      done in {time.monotonic() - t1:.0f}s")
+
+    log(f"[4/6] npm install -g {' '.join(NPM_PACKAGES)} (JavaScript/TypeScript kernels)")
     chroot_run(
         rootfs,
         f"export NODE_EXTRA_CA_CERTS={CA_BUNDLE} npm_config_cafile={CA_BUNDLE} npm_config_update_notifier=false"
@@ -119,7 +135,7 @@ def _build_into(settings: Settings, base: TemplateInfo, staging: Path, log: Call
         what="npm install tslab",
     )
 
-    log(f"[4/5] the interpreter server in {SERVER_LIB}, kernels check")
+    log(f"[5/6] the interpreter server in {SERVER_LIB}, kernels check")
     _install_server(rootfs)
     chroot_run(
         rootfs,
@@ -128,7 +144,7 @@ def _build_into(settings: Settings, base: TemplateInfo, staging: Path, log: Call
         what="kernel check",
     )
 
-    log("[5/5] cleaning caches")
+    log("[6/6] cleaning caches")
     for p in ("tmp", "var/tmp"):
         for child in (rootfs / p).glob("*"):
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
@@ -150,7 +166,7 @@ def _build_into(settings: Settings, base: TemplateInfo, staging: Path, log: Call
             builder=f"{BASE_ID} + pip + npm",
             suite=base.build.suite if base.build else None,
             mirror=base.build.mirror if base.build else None,
-            packages=[*(base.build.packages if base.build else []), *freeze, *NPM_PACKAGES],
+            packages=[*(base.build.packages if base.build else []), *APT_PACKAGES, *freeze, *NPM_PACKAGES],
             ca_certificates=base.build.ca_certificates if base.build else [],
             duration_s=round(took, 1),
             size_bytes=size,

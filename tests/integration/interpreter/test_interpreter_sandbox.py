@@ -67,6 +67,10 @@ def test_stateful_python_rich_results_and_other_languages(sbx: Sandbox, tier: st
     assert ex.logs.stdout == ["hello\n"] and ex.error is not None
     assert (ex.error.name, ex.error.value) == ("TypeError", "boom")
     assert sbx.run_code("x", context=js).text == "2"  # right after an error: tslab's 200 ms abort window
+    r = sbx.create_code_context(language="r")
+    assert sbx.run_code("y <- 2; y * 21", context=r).text == "[1] 42"
+    assert sbx.run_code("Sys.getenv('GREETING')", context=r, envs={"GREETING": "hi"}).text == '[1] "hi"'
+    assert sbx.run_code("Sys.getenv('GREETING', unset = NA)", context=r).text == "[1] NA"
     sh = sbx.create_code_context(language="bash", cwd="/tmp")
     assert sbx.run_code("pwd", context=sh).logs.stdout == ["/tmp\n"]
 

@@ -20,6 +20,7 @@ from corral.server.gateway_http import (
     serialize_headers,
 )
 from corral.server.gateway_routing import check_access, pick_target, split_target
+from corral.server.gateway_tunnel import TunnelUpstream
 from corral.server.gateway_upstream import CHUNKED, CLOSE, NONE, UpstreamConn, UpstreamTarget
 from corral.server.route import ENVD_PORT
 
@@ -60,6 +61,7 @@ class Request:
         "sandbox_port",
         "target",
         "traffic_token",
+        "upgrade",
     )
 
     def __init__(self, conn: ClientConn, method: bytes, target: bytes, headers: Headers, http11: bool,
@@ -77,6 +79,7 @@ class Request:
         self.host: bytes | None = None
         self.access_token: bytes | None = None
         self.traffic_token: bytes | None = None
+        self.upgrade: bytes | None = None   # the Upgrade header; kept only when the parser did upgrade
         # One pass over the headers: pick out what the gateway reads and serialize what it forwards.
         forward: list[bytes] = []
         odd_connection = False
@@ -91,6 +94,8 @@ class Request:
                     self.chunked = True
                 elif low == b"connection" and value.lower().strip() not in (b"keep-alive", b"close"):
                     odd_connection = True
+                elif low == b"upgrade":
+                    self.upgrade = value.strip()
                 continue
             if kind == _EXPECT:
                 self.expect_continue = value.strip().lower() == b"100-continue"
@@ -176,6 +181,9 @@ class ClientConn(asyncio.Protocol):
         self._read_paused = False
         self._write_paused = False
         self._upstream: UpstreamConn | None = None
+        # After an upgrade request the client's bytes belong to a tunnel: buffered here until it is open.
+        self._early: list[bytes] | None = None
+        self._tunnel: TunnelUpstream | None = None
         # Response state of the current exchange.
         self._out: list[bytes] = []
         self._out_chunked = False
@@ -195,12 +203,21 @@ class ClientConn(asyncio.Protocol):
         self._arm(self.gw.idle_timeout)
 
     def data_received(self, data: bytes) -> None:
+        if self._early is not None:
+            if self._tunnel is not None:
+                self._tunnel.send(data)
+            else:
+                self._early.append(data)
+            return
         if self._dead:
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._reject(501, "connection upgrades (WebSocket) are not supported by the gateway yet")
+        except httptools.HttpParserUpgrade as exc:
+            if self._pending and self._pending[-1].upgrade is not None:
+                self._early = [data[exc.args[0]:]]
+            else:
+                self._reject(501, "CONNECT is not supported by the gateway")
         except httptools.HttpParserError as exc:
             if self._head_bytes > self.gw.max_head_bytes:
                 self._reject(431, f"request head larger than {self.gw.max_head_bytes} bytes")
@@ -223,11 +240,15 @@ class ClientConn(asyncio.Protocol):
         self._write_paused = True
         if self._upstream is not None:
             self._upstream.pause_reading()
+        if self._tunnel is not None:
+            self._tunnel.pause_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
         if self._upstream is not None:
             self._upstream.resume_reading()
+        if self._tunnel is not None:
+            self._tunnel.resume_reading()
 
     def pause_reading(self) -> None:
         if not self._read_paused and self.transport is not None and not self.lost:
@@ -286,10 +307,14 @@ class ClientConn(asyncio.Protocol):
         self._disarm()
         self._in_head = False
         p = self._parser
-        if p.should_upgrade():
+        method = p.get_method()
+        upgrade = p.should_upgrade()
+        if upgrade and method == b"CONNECT":
             return  # answered 501 by data_received once the parser stops
-        req = Request(self, p.get_method(), self._url, self._headers, p.get_http_version() == "1.1",
+        req = Request(self, method, self._url, self._headers, p.get_http_version() == "1.1",
                        p.should_keep_alive())
+        if not upgrade:
+            req.upgrade = None
         self._parsing = req
         self._pending.append(req)
         if self.worker is None:
@@ -341,7 +366,7 @@ class ClientConn(asyncio.Protocol):
     async def _answer(self, req: Request, status: int, message: str, extra: dict[str, object] | None = None) -> bool:
         """Write a gateway-made error; returns whether the connection may carry another request."""
         assert self.transport is not None
-        keep = req.keep_alive and req.body_done
+        keep = req.keep_alive and req.body_done and req.upgrade is None
         self.transport.write(error_response(status, message, close=not keep, extra=extra))
         if not req.body_done and not req.expect_continue:
             # Read (and drop) the rest of the body before closing, or the client may get a reset
@@ -391,6 +416,8 @@ class ClientConn(asyncio.Protocol):
         if req.expect_continue and not req.body_done:
             assert self.transport is not None
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if req.upgrade is not None:
+            return await self._run_tunnel(req, target, sandbox_id, port)
         return await self._proxy(req, target, sandbox_id, port)
 
     def _upstream_head(self, req: Request) -> bytes:
@@ -404,9 +431,7 @@ class ClientConn(asyncio.Protocol):
             try:
                 up, reused = await gw.pool.acquire(target)
             except OSError as exc:
-                # "port is not open" makes the SDK raise SandboxUnreachableException.
-                return await self._answer(req, 502, f"The sandbox {sandbox_id} is running but port is not open: "
-                                          f"{target.unreachable(exc)}", {"sandboxId": sandbox_id, "port": port})
+                return await self._unreachable(req, target, exc, sandbox_id, port)
             whole = req.body_done
             first = [head]
             if whole:
@@ -453,6 +478,36 @@ class ClientConn(asyncio.Protocol):
                     pump.cancel()
                 if not finished:
                     gw.pool.discard(up)
+
+    async def _unreachable(self, req: Request, target: UpstreamTarget, exc: OSError, sandbox_id: str,
+                           port: int) -> bool:
+        # "port is not open" makes the SDK raise SandboxUnreachableException.
+        return await self._answer(req, 502, f"The sandbox {sandbox_id} is running but port is not open: "
+                                  f"{target.unreachable(exc)}", {"sandboxId": sandbox_id, "port": port})
+
+    async def _run_tunnel(self, req: Request, target: UpstreamTarget, sandbox_id: str, port: int) -> bool:
+        """Relay an upgrade request (WebSocket) and then raw bytes until either side closes; never pooled."""
+        if port == ENVD_PORT:
+            return await self._answer(req, 501, "connection upgrades are passed only to in-sandbox ports, not envd")
+        try:
+            up: TunnelUpstream = await target.open(lambda: TunnelUpstream(self))  # type: ignore[assignment]
+        except OSError as exc:
+            return await self._unreachable(req, target, exc, sandbox_id, port)
+        self._disarm()  # a tunnel may sit idle for long; either side closing ends it
+        assert req.upgrade is not None
+        up.send(b"%b %b HTTP/1.1\r\n%bconnection: upgrade\r\nupgrade: %b\r\n\r\n"
+                % (req.method.encode(), req.target, req.forward, req.upgrade))
+        for data in self._early or ():
+            if data:
+                up.send(data)
+        self._early = []
+        self._tunnel = up
+        try:
+            await up.done
+        finally:
+            self._tunnel = None
+            up.abort()
+        return False
 
     async def _pump(self, req: Request, up: UpstreamConn) -> bool:
         """Stream the rest of a request body upstream, re-chunking if the client sent it chunked."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -198,3 +199,57 @@ async def test_many_concurrent_requests(fwd: Fwd, client: httpx.AsyncClient) -> 
     rs = await asyncio.gather(*(client.get(f"/c{i}", headers=fwd.headers()) for i in range(40)))
     assert [r.json()["path"] for r in rs] == [f"/c{i}" for i in range(40)]
 
+
+
+async def test_websocket_passes_through(fwd: Fwd) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import ServerConnection, serve
+    from websockets.exceptions import InvalidStatus
+
+    async def echo(ws: ServerConnection) -> None:
+        async for msg in ws:
+            await ws.send(msg)
+
+    async with serve(echo, "127.0.0.1", 0, max_size=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        url = f"ws://127.0.0.1:{fwd.gw.port}/ws"
+        async with connect(url, additional_headers=fwd.headers(port), max_size=None) as ws:
+            for i in range(3):
+                await ws.send(f"m{i}")
+                assert await ws.recv() == f"m{i}"
+            big = os.urandom(1 << 20)
+            await ws.send(big)
+            assert await ws.recv() == big
+        with pytest.raises(InvalidStatus) as exc:
+            async with connect(url, additional_headers=fwd.headers(fwd.closed)):
+                pass
+        assert exc.value.response.status_code == 502
+        with pytest.raises(InvalidStatus) as exc:
+            async with connect(url, additional_headers=fwd.headers(49983)):
+                pass
+        assert exc.value.response.status_code == 501
+
+
+async def test_upgrade_with_bytes_right_behind_the_head(fwd: Fwd) -> None:
+    async def raw_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        while data := await reader.read(65536):
+            writer.write(data)
+        writer.close()
+
+    server = await asyncio.start_server(raw_echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", fwd.gw.port)
+        writer.write(f"GET / HTTP/1.1\r\nHost: {port}-{SID}.localhost\r\nConnection: Upgrade\r\n"
+                     "Upgrade: echo\r\n\r\nearly".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert head.startswith(b"HTTP/1.1 101")
+        assert await asyncio.wait_for(reader.readexactly(5), 5) == b"early"
+        writer.write(b"later")
+        assert await asyncio.wait_for(reader.readexactly(5), 5) == b"later"
+        writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()

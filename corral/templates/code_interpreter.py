@@ -139,6 +139,8 @@ def _build_into(settings: Settings, base: TemplateInfo, staging: Path, log: Call
     _install_server(rootfs)
     chroot_run(
         rootfs,
+        # Bytecode now: the server runs as the user, who cannot write __pycache__ under the root-owned /opt.
+        f"python3 -m compileall -q {SERVER_LIB}\n"
         f"PYTHONPATH={SERVER_LIB} python3 -m corral.interpreter --list-kernels\n",
         log,
         what="kernel check",

@@ -62,6 +62,8 @@ class _Pool:
     last_demand: float = field(default_factory=time.monotonic)
     failed_until: float = 0.0  # after a failed refill, wait before trying this key again
     prewarm: bool = False
+    refilling: asyncio.Future[None] | None = None  # done when the refill running now for this key ends
+    waiting: bool = False  # a create already waits for that refill (it yields one sandbox)
 
 
 class WarmPool:
@@ -94,6 +96,25 @@ class WarmPool:
         pool = self._note_demand(key, template)
         if pool is None or not pool.ready:
             return None
+        return self._pop(pool)
+
+    async def claim(self, template: PoolTemplate, runtime_name: str) -> RuntimeHandle | None:
+        """take(), or on a miss wait for the refill already running for this key (it ends sooner than a cold create
+        would, and costs no second `runsc run` on a busy machine); None when that refill fails or is taken."""
+        handle = self.take(template, runtime_name)
+        pool = self.pools.get((template.id, runtime_name))
+        if handle is not None or pool is None or pool.refilling is None or pool.waiting:
+            return handle
+        pool.waiting = True
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(pool.refilling), self.settings.pool_wait_s)
+        finally:
+            pool.waiting = False
+        # Whatever happened meanwhile (cancelled waiter, rebuild), an unclaimed member simply stays in the pool.
+        return self._pop(pool) if pool.ready and pool.build == build_id(template) else None
+
+    def _pop(self, pool: _Pool) -> RuntimeHandle:
         handle = pool.ready.popleft()
         self._unmark(handle.sandbox_id)
         self._wake.set()
@@ -209,6 +230,14 @@ class WarmPool:
 
     async def _refill_one(self, key: PoolKey) -> None:
         pool = self.pools[key]
+        pool.refilling = done = asyncio.get_running_loop().create_future()
+        try:
+            await self._add_member(key, pool)
+        finally:
+            pool.refilling = None
+            done.set_result(None)  # a create waiting in claim() looks at pool.ready now
+
+    async def _add_member(self, key: PoolKey, pool: _Pool) -> None:
         template = self.templates.get(key[0])
         build = build_id(template)
         sandbox_id = new_sandbox_id()

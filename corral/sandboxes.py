@@ -127,7 +127,7 @@ class SandboxManager:
         self._check_timeout(req.timeout_s)
         template = self.templates.get(req.template)  # NotFoundError -> 404 with the store's message
         runtime_name = self._pick_runtime(req, template)
-        warm = self.pool.take(template, runtime_name) if self.pool is not None else None
+        warm = await self.pool.claim(template, runtime_name) if self.pool is not None else None
         if warm is not None:
             try:
                 return await self._create(req, template, runtime_name, warm)

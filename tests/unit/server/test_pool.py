@@ -164,3 +164,25 @@ async def test_total_cap_over_all_keys(tmp_path: Path, runtimes: dict[str, FakeR
     await asyncio.sleep(0.2)
     assert len(ready(mgr)) + len(ready(mgr, runtime="runc")) == 3
     await mgr.close(drain_s=5)
+
+
+async def test_miss_waits_for_running_refill(pooled: SandboxManager, runtimes: dict[str, FakeRuntime]) -> None:
+    await until(lambda: len(ready(pooled)) == 2)
+    runtimes["gvisor"].create_delay = 0.3  # refills are now slow: the third create finds one running
+    first, second = await create(pooled), await create(pooled)
+    await asyncio.sleep(0.05)
+    running_refill = list(runtimes["gvisor"].specs)[-1]
+    third = await create(pooled)
+    assert len({first, second, third}) == 3
+    assert third == running_refill  # no cold create: it got the sandbox of the refill that was running
+    assert third not in pool_member_ids(pooled.settings.data_dir)
+
+
+async def test_one_waiter_per_refill_others_go_cold(pooled: SandboxManager, runtimes: dict[str, FakeRuntime]) -> None:
+    await until(lambda: len(ready(pooled)) == 2)
+    runtimes["gvisor"].create_delay = 0.3
+    await asyncio.gather(create(pooled), create(pooled))
+    await asyncio.sleep(0.05)
+    ids = await asyncio.gather(create(pooled), create(pooled), create(pooled))
+    assert len(set(ids)) == 3
+    assert all(pooled.route(i) is not None for i in ids)

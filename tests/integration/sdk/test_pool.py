@@ -103,9 +103,9 @@ def test_refill_after_burst_and_no_leaks(sdk: CorralServer) -> None:
     for sbx in burst:
         assert sbx.commands.run("true").exit_code == 0
         sbx.kill()
-    assert wait_until(lambda: len(pool_member_ids(sdk.data_dir)) >= POOL_SIZE, timeout=30)
+    assert wait_until(lambda: len(pool_member_ids(sdk.data_dir)) >= POOL_SIZE, timeout=60)
     assert not set(ids) & pool_member_ids(sdk.data_dir)
-    assert wait_until(lambda: not leftovers(sdk.data_dir, ids), timeout=20), leftovers(sdk.data_dir, ids)
+    assert wait_until(lambda: not leftovers(sdk.data_dir, ids), timeout=60), leftovers(sdk.data_dir, ids)
 
 
 def test_rebuild_drains_pool(sdk: CorralServer) -> None:
@@ -113,7 +113,7 @@ def test_rebuild_drains_pool(sdk: CorralServer) -> None:
     store = TemplateStore(Settings(data_dir=sdk.data_dir))
     store.register(store.get("base").model_copy(update={"created_at": datetime.now(UTC)}))
     assert wait_until(lambda: not old & pool_member_ids(sdk.data_dir), timeout=20)
-    assert wait_until(lambda: len(pool_member_ids(sdk.data_dir)) >= POOL_SIZE, timeout=30)
+    assert wait_until(lambda: len(pool_member_ids(sdk.data_dir)) >= POOL_SIZE, timeout=60)
     sbx = Sandbox.create()
     try:
         assert sbx.sandbox_id not in old

@@ -20,7 +20,7 @@ from corral.errors import CorralError, InvalidRequestError, NotFoundError, Runti
 from corral.ids import new_access_token, new_sandbox_id
 from corral.pool import WarmPool, spec_for
 from corral.runtime.base import Runtime, RuntimeHandle
-from corral.server.agent_calls import init_agent, start_command
+from corral.server.agent_calls import init_agent, start_command, wait_ready
 from corral.server.route import Route
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ class TemplateLike(Protocol):
     def runtime(self) -> str | None: ...
     @property
     def start_cmd(self) -> str | None: ...
+    @property
+    def ready_cmd(self) -> str | None: ...
     @property
     def alias(self) -> str | None: ...
 
@@ -95,6 +97,7 @@ class SandboxManager:
         self._background: set[asyncio.Task[None]] = set()
         self.destroy_backoff_s = 0.5  # doubled after each failed teardown attempt
         self.killed_retention = timedelta(days=30)
+        self.ready_timeout_s = 60.0  # how long a template's ready_cmd may keep failing
         self.create_timeout_s = 120.0  # runtime start + /init + start_cmd; a hung backend must not hang the API
 
     # ---- gateway hooks (hot path: O(1), never block) ----
@@ -158,6 +161,11 @@ class SandboxManager:
                         # E.g. the code interpreter's Jupyter server: it must run before the SDK's first call.
                         await start_command(handle.socket_path, template.start_cmd, user=init_body["defaultUser"],
                                             cwd=template.workdir, access_token=envd_token)
+                        if template.ready_cmd:
+                            # Create returns only once the start command serves (e.g. :49999 answers), as on E2B.
+                            await wait_ready(handle.socket_path, template.ready_cmd, user=init_body["defaultUser"],
+                                             cwd=template.workdir, access_token=envd_token,
+                                             timeout=self.ready_timeout_s)
             except TimeoutError as e:
                 raise RuntimeFailure(f"sandbox did not start within {self.create_timeout_s:g}s") from e
             now = utcnow()

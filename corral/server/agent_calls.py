@@ -69,14 +69,9 @@ def _frames(buf: bytearray) -> list[tuple[int, dict[str, Any]]]:
     return out
 
 
-async def start_command(socket_path: Path, cmd: str, *, user: str, cwd: str, access_token: str | None,
-                        timeout: float = 15.0) -> int:
-    """Start `cmd` in the background (like `commands.run(background=True)`) and return its pid once it runs.
-
-    Leaving the stream after the start event only unsubscribes: the agent keeps the process running.
-    """
-    request = {"process": {"cmd": "/bin/bash", "args": ["-l", "-c", cmd], "envs": {}, "cwd": cwd},
-               "tag": START_CMD_TAG}
+async def _run(socket_path: Path, request: dict[str, Any], *, user: str, access_token: str | None,
+               timeout: float, until: str) -> int:
+    """Start a process through the agent and follow its event stream until the `start` (pid) or `end` (exit code)."""
     payload = json.dumps(request).encode()
     headers = {"Content-Type": "application/connect+json",
                "Authorization": "Basic " + base64.b64encode(f"{user}:".encode()).decode()}
@@ -89,15 +84,43 @@ async def start_command(socket_path: Path, cmd: str, *, user: str, cwd: str, acc
                 content=b"\x00" + len(payload).to_bytes(4, "big") + payload) as resp:
             if resp.status_code != 200:
                 await resp.aread()
-                raise RuntimeFailure(f"start command refused: {resp.status_code} {resp.text[:200]}")
+                raise RuntimeFailure(f"command refused: {resp.status_code} {resp.text[:200]}")
             async for chunk in resp.aiter_bytes():
                 buf += chunk
                 for flags, msg in _frames(buf):
                     if flags & 0x02:
-                        raise RuntimeFailure(f"start command failed: {msg.get('error') or 'stream ended'}")
-                    start = (msg.get("event") or {}).get("start")
-                    if start is not None:
-                        return int(start.get("pid", 0))
+                        raise RuntimeFailure(f"command failed: {msg.get('error') or 'stream ended'}")
+                    event = (msg.get("event") or {}).get(until)
+                    if event is not None:
+                        return int(event.get("pid" if until == "start" else "exitCode", 0))
     except httpx.HTTPError as e:
-        raise RuntimeFailure(f"sandbox agent did not run the start command: {e!r}") from e
-    raise RuntimeFailure("start command: the agent closed the stream before the process started")
+        raise RuntimeFailure(f"sandbox agent did not run the command: {e!r}") from e
+    raise RuntimeFailure("the agent closed the stream before the command " + ("started" if until == "start" else "ended"))
+
+
+async def start_command(socket_path: Path, cmd: str, *, user: str, cwd: str, access_token: str | None,
+                        timeout: float = 15.0) -> int:
+    """Start `cmd` in the background (like `commands.run(background=True)`) and return its pid once it runs.
+
+    Leaving the stream after the start event only unsubscribes: the agent keeps the process running.
+    """
+    request = {"process": {"cmd": "/bin/bash", "args": ["-l", "-c", cmd], "envs": {}, "cwd": cwd},
+               "tag": START_CMD_TAG}
+    return await _run(socket_path, request, user=user, access_token=access_token, timeout=timeout, until="start")
+
+
+async def wait_ready(socket_path: Path, ready_cmd: str, *, user: str, cwd: str, access_token: str | None,
+                     timeout: float = 60.0, interval: float = 0.05) -> None:
+    """Run the template's ready command until it exits 0 (E2B's `set_start_cmd(start, ready)`), or fail."""
+    request = {"process": {"cmd": "/bin/bash", "args": ["-c", ready_cmd], "envs": {}, "cwd": cwd}}
+    deadline = asyncio.get_running_loop().time() + timeout
+    code = -1
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise RuntimeFailure(f"the template's ready command {ready_cmd!r} did not succeed within {timeout:g}s "
+                                 f"(last exit code {code})")
+        code = await _run(socket_path, request, user=user, access_token=access_token, timeout=left, until="end")
+        if code == 0:
+            return
+        await asyncio.sleep(interval)

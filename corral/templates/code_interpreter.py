@@ -35,6 +35,8 @@ START_CMD = (
     f"cd / && PYTHONPATH={SERVER_LIB} exec python3 -m corral.interpreter --host 0.0.0.0 --port {PORT}"
     f" >>{SERVER_LOG} 2>&1"
 )
+# Sandbox creation waits for this, so the SDK's first run_code never meets a closed port.
+READY_CMD = f"curl -sf -o /dev/null --max-time 5 http://127.0.0.1:{PORT}/health"
 
 
 def build_code_interpreter_template(
@@ -164,6 +166,7 @@ def _build_into(settings: Settings, base: TemplateInfo, staging: Path, log: Call
         workdir=base.workdir,
         user=base.user,
         start_cmd=START_CMD,
+        ready_cmd=READY_CMD,
         build=BuildInfo(
             builder=f"{BASE_ID} + pip + npm",
             suite=base.build.suite if base.build else None,

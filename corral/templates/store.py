@@ -57,6 +57,8 @@ class TemplateInfo(BaseModel):
     workdir: str = "/home/user"
     user: str = "user"
     start_cmd: str | None = None
+    # Run (non-login bash) after start_cmd until it exits 0; create returns only then.
+    ready_cmd: str | None = None
     runtime: Literal["gvisor", "runc"] | None = None
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     build: BuildInfo | None = None

@@ -37,6 +37,7 @@ class FakeRuntime:
         self.specs: dict[str, SandboxSpec] = {}
         self.init_bodies: dict[str, dict[str, Any]] = {}
         self.started: dict[str, list[tuple[dict[str, Any], dict[str, str]]]] = {}  # Process/Start (body, headers)
+        self.ready_exit_codes: list[int] = []  # exit codes of successive ready-check runs (then 1 forever)
         self.start_fails = False
         self.destroyed: list[str] = []
         self.fail_create: BaseException | None = None
@@ -62,9 +63,14 @@ class FakeRuntime:
             headers = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:] if ":" in ln)}
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             if lines[0].startswith("POST /process.Process/Start "):
-                self.started.setdefault(sid, []).append((json.loads(body[5:]), headers))
+                request = json.loads(body[5:])
+                self.started.setdefault(sid, []).append((request, headers))
+                end = b""
+                if request["process"]["args"][0] == "-c":  # a ready check: it runs to its end
+                    code = self.ready_exit_codes.pop(0) if self.ready_exit_codes else 1
+                    end = frame(0, {"event": {"end": {"exitCode": code, "exited": True}}})
                 frames = (frame(2, {"error": {"code": "unknown", "message": "no shell"}}) if self.start_fails
-                          else frame(0, {"event": {"start": {"pid": 42}}}) + frame(2, {}))
+                          else frame(0, {"event": {"start": {"pid": 42}}}) + end + frame(2, {}))
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/connect+json\r\n"
                              + f"Content-Length: {len(frames)}\r\n\r\n".encode() + frames)
                 await writer.drain()
@@ -127,6 +133,7 @@ class FakeTemplate:
     user: str = "user"
     runtime: str | None = None
     start_cmd: str | None = None
+    ready_cmd: str | None = None
     aliases: list[str] = field(default_factory=list)
 
     @property

@@ -160,6 +160,26 @@ async def test_template_start_cmd_runs_after_init(client: httpx.AsyncClient, tem
         assert s.query(SandboxRecord).count() == 2
 
 
+async def test_template_ready_cmd_gates_create(client: httpx.AsyncClient, templates: object,
+                                               runtimes: dict[str, FakeRuntime], db: Database,
+                                               manager: SandboxManager) -> None:
+    from server_fakes import FakeTemplate
+    templates.templates.append(FakeTemplate(  # type: ignore[attr-defined]
+        "served", start_cmd="serve --port 49999", ready_cmd="curl -sf localhost:49999/health"))
+    runtimes["gvisor"].ready_exit_codes = [7, 7, 0]
+    body = (await client.post("/v2/sandboxes", json={"templateID": "served"})).json()
+    calls = [req["process"]["args"] for req, _ in runtimes["gvisor"].started[body["sandboxID"]]]
+    # The start command once, then the ready check until it exits 0 (non-login bash: it is polled).
+    assert calls == [["-l", "-c", "serve --port 49999"]] + [["-c", "curl -sf localhost:49999/health"]] * 3
+    # A ready check that never succeeds fails the create within the ready timeout and leaves nothing behind.
+    manager.ready_timeout_s = 0.3
+    r = await client.post("/v2/sandboxes", json={"templateID": "served"})
+    assert r.status_code == 503 and "ready command" in r.json()["message"]
+    await settle(manager)
+    with db.session() as s:
+        assert s.query(SandboxRecord).count() == 1
+
+
 async def test_hung_runtime_times_out_and_rolls_back(client: httpx.AsyncClient, manager: SandboxManager,
                                                      runtimes: dict[str, FakeRuntime], db: Database) -> None:
     manager.create_timeout_s = 0.2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import time
@@ -11,7 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from corral.config import Settings
-from corral.errors import NotFoundError, RuntimeFailure
+from corral.errors import RuntimeFailure
+from corral.templates.build_lock import exclusive_build
 from corral.templates.chroot import chroot_run, in_private_mount_ns, mounts_under, run_logged
 from corral.templates.mirror import find_mirror, find_optional_mirror
 from corral.templates.npm import fetch_npm_tarball, install_npm
@@ -65,21 +65,9 @@ def build_base_template(settings: Settings, *, force: bool = False, log: Callabl
 
 
 def _build_locked(settings: Settings, store: TemplateStore, force: bool, log: Callable[[str], None]) -> TemplateInfo:
-    lock_path = settings.templates_dir / f".{BASE_ID}.lock"
-    with open(lock_path, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"another build of {BASE_ID!r} is running; waiting for it")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        if not force:
-            try:
-                info = store.get(BASE_ID)
-                if info.rootfs.is_dir():
-                    log(f"template {BASE_ID!r} already built at {info.rootfs} (rebuild with --force)")
-                    return info
-            except NotFoundError:
-                pass
+    with exclusive_build(settings, store, BASE_ID, force=force, log=log) as cached:
+        if cached is not None:
+            return cached
         _remove_stale_builds(store, log)
         staging = settings.templates_dir / f".{BASE_ID}.build-{uuid.uuid4().hex[:8]}"
         try:

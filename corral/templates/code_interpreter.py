@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import shutil
 import subprocess
 import time
@@ -11,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from corral.config import Settings
-from corral.errors import NotFoundError, RuntimeFailure
+from corral.errors import RuntimeFailure
 from corral.templates.base import BASE_ID, CA_BUNDLE, build_base_template
+from corral.templates.build_lock import exclusive_build
 from corral.templates.chroot import chroot_run, mounts_under, run_logged
 from corral.templates.store import BuildInfo, TemplateInfo, TemplateStore
 
@@ -46,21 +46,9 @@ def build_code_interpreter_template(
     store = TemplateStore(settings)
     settings.templates_dir.mkdir(parents=True, exist_ok=True)
     base = build_base_template(settings, log=log)
-    lock_path = settings.templates_dir / f".{TEMPLATE_ID}.lock"
-    with open(lock_path, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log(f"another build of {TEMPLATE_ID!r} is running; waiting for it")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        if not force:
-            try:
-                info = store.get(TEMPLATE_ID)
-                if info.rootfs.is_dir():
-                    log(f"template {TEMPLATE_ID!r} already built at {info.rootfs} (rebuild with --force)")
-                    return info
-            except NotFoundError:
-                pass
+    with exclusive_build(settings, store, TEMPLATE_ID, force=force, log=log) as cached:
+        if cached is not None:
+            return cached
         for old in store.root.glob(f".{TEMPLATE_ID}.build-*"):
             log(f"removing stale build dir {old}")
             _rmtree_checked(old)

@@ -78,3 +78,24 @@ def test_timeout_interrupts_and_the_context_survives(sbx: Sandbox) -> None:
     with pytest.raises(Exception, match="timed out"):
         sbx.run_code("import time; time.sleep(60)", timeout=2)
     assert sbx.run_code("y + 1", timeout=30).text == "2"
+
+
+async def test_async_sdk_state_results_and_contexts(e2b: CorralServer, tier: str) -> None:
+    from e2b_code_interpreter import AsyncSandbox
+
+    require_host()
+    if not (BASE_TEMPLATES / TEMPLATE / "rootfs" / "opt" / "corral").exists():
+        pytest.skip(f"template {TEMPLATE} not built (run: corral template build {TEMPLATE})")
+    sbx = await AsyncSandbox.create(metadata={RUNTIME_METADATA_KEY: tier})
+    try:
+        assert (await sbx.run_code("a = 40")).error is None
+        seen: list[str] = []
+        ex = await sbx.run_code("print('side'); a + 2", on_stdout=lambda m: seen.append(str(m)))
+        assert ex.text == "42" and seen == ["side\n"]
+        err = await sbx.run_code("1/0")
+        assert err.error is not None and err.error.name == "ZeroDivisionError"
+        sh = await sbx.create_code_context(language="bash")
+        assert (await sbx.run_code("echo $((6*7))", context=sh)).logs.stdout == ["42\n"]
+        assert any(c.id == sh.id for c in await sbx.list_code_contexts())
+    finally:
+        await sbx.kill()

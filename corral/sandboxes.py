@@ -18,7 +18,7 @@ from corral.db import Database, SandboxRecord, open_database
 from corral.db.models import utcnow
 from corral.errors import CorralError, InvalidRequestError, NotFoundError, RuntimeFailure
 from corral.ids import new_access_token, new_sandbox_id
-from corral.pool import WarmPool, spec_for
+from corral.pool import PoolTemplate, WarmPool, spec_for
 from corral.runtime.base import Runtime, RuntimeHandle
 from corral.server.agent_calls import init_agent, start_command, wait_ready
 from corral.server.route import Route
@@ -33,15 +33,9 @@ DEFAULT_USER = "user"
 _DESTROY_ATTEMPTS = 5
 
 
-class TemplateLike(Protocol):
+class TemplateLike(PoolTemplate, Protocol):
     """What the manager reads from a template (corral.templates.store.TemplateInfo satisfies it)."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def rootfs(self) -> Path: ...
-    @property
-    def envs(self) -> dict[str, str]: ...
     @property
     def workdir(self) -> str: ...
     @property

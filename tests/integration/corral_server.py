@@ -123,8 +123,9 @@ def _leftovers(data_dir: Path, sandbox_ids: list[str] | None, members: set[str])
     sandboxes = data_dir / "sandboxes"
     if sandboxes.exists():
         found += [f"dir: {p}" for p in sandboxes.iterdir()]
-    for sid in sandbox_ids or []:
-        for controller in Path("/sys/fs/cgroup").iterdir():
-            for candidate in controller.rglob(sid) if controller.is_dir() else []:
-                found.append(f"cgroup: {candidate}")
+    wanted = set(sandbox_ids or [])
+    if wanted:
+        # os.walk ignores directories that vanish mid-walk: other sandboxes' cgroups come and go while we look.
+        for top, dirs, _ in os.walk("/sys/fs/cgroup", onerror=lambda _e: None):
+            found += [f"cgroup: {os.path.join(top, d)}" for d in dirs if d in wanted]
     return found

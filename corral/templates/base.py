@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from corral.config import Settings
 from corral.errors import RuntimeFailure
-from corral.templates.build_lock import exclusive_build
+from corral.templates.building import build_template
 from corral.templates.chroot import chroot_run, in_private_mount_ns, mounts_under, run_logged
 from corral.templates.mirror import find_mirror, find_optional_mirror
 from corral.templates.npm import fetch_npm_tarball, install_npm
@@ -59,27 +58,8 @@ path-exclude /usr/share/lintian/*
 
 def build_base_template(settings: Settings, *, force: bool = False, log: Callable[[str], None] = print) -> TemplateInfo:
     """Build (or reuse) the `base` template under settings.templates_dir/base; slow (~1-2 min) the first time."""
-    store = TemplateStore(settings)
-    settings.templates_dir.mkdir(parents=True, exist_ok=True)
-    return _build_locked(settings, store, force, log)
-
-
-def _build_locked(settings: Settings, store: TemplateStore, force: bool, log: Callable[[str], None]) -> TemplateInfo:
-    with exclusive_build(settings, store, BASE_ID, force=force, log=log) as cached:
-        if cached is not None:
-            return cached
-        _remove_stale_builds(store, log)
-        staging = settings.templates_dir / f".{BASE_ID}.build-{uuid.uuid4().hex[:8]}"
-        try:
-            info = _build_into(settings, staging, log)
-        except BaseException:
-            if staging.exists():
-                _rmtree_checked(staging)
-            raise
-        # Swaps it in atomically; the previous version is kept as .base.old-* while a sandbox may still use it.
-        installed = store.install(staging, info)
-        log(f"template {BASE_ID!r} ready at {installed.rootfs}")
-        return installed
+    return build_template(settings, TemplateStore(settings), BASE_ID,
+                          lambda staging: _build_into(settings, staging, log), force=force, log=log)
 
 
 def _build_into(settings: Settings, staging: Path, log: Callable[[str], None]) -> TemplateInfo:
@@ -267,17 +247,3 @@ def _du_bytes(path: Path) -> int:
     return total
 
 
-def _rmtree_checked(path: Path) -> None:
-    """Delete a build dir, but never through a mount point (that would wipe the host's /dev or the .deb cache)."""
-    if mounts_under(path):
-        raise RuntimeFailure(f"refusing to delete {path}: mounts below it: {mounts_under(path)}")
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _remove_stale_builds(store: TemplateStore, log: Callable[[str], None]) -> None:
-    """Staging dirs of killed builds (never mounted; we hold the build lock), and unused old versions."""
-    for old in store.root.glob(f".{BASE_ID}.build-*"):
-        log(f"removing stale build dir {old}")
-        _rmtree_checked(old)
-    for kept in store.gc_old_versions(BASE_ID):
-        log(f"keeping old version {kept}: a sandbox may still use it")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 from corral.config import Settings
 from corral.errors import RuntimeFailure
 from corral.templates.base import BASE_ID, CA_BUNDLE, build_base_template
-from corral.templates.build_lock import exclusive_build
+from corral.templates.building import build_template
 from corral.templates.chroot import chroot_run, mounts_under, run_logged
 from corral.templates.store import BuildInfo, TemplateInfo, TemplateStore
 
@@ -43,25 +42,9 @@ def build_code_interpreter_template(
     settings: Settings, *, force: bool = False, log: Callable[[str], None] = print
 ) -> TemplateInfo:
     """Build (or reuse) `code-interpreter-v1` from the `base` template (building that first if needed)."""
-    store = TemplateStore(settings)
-    settings.templates_dir.mkdir(parents=True, exist_ok=True)
     base = build_base_template(settings, log=log)
-    with exclusive_build(settings, store, TEMPLATE_ID, force=force, log=log) as cached:
-        if cached is not None:
-            return cached
-        for old in store.root.glob(f".{TEMPLATE_ID}.build-*"):
-            log(f"removing stale build dir {old}")
-            _rmtree_checked(old)
-        staging = settings.templates_dir / f".{TEMPLATE_ID}.build-{uuid.uuid4().hex[:8]}"
-        try:
-            info = _build_into(settings, base, staging, log)
-        except BaseException:
-            if staging.exists():
-                _rmtree_checked(staging)
-            raise
-        installed = store.install(staging, info)
-        log(f"template {TEMPLATE_ID!r} ready at {installed.rootfs}")
-        return installed
+    return build_template(settings, TemplateStore(settings), TEMPLATE_ID,
+                          lambda staging: _build_into(settings, base, staging, log), force=force, log=log)
 
 
 def _build_into(settings: Settings, base: TemplateInfo, staging: Path, log: Callable[[str], None]) -> TemplateInfo:
@@ -182,9 +165,3 @@ def _du_bytes(path: Path) -> int:
     out = subprocess.run(["du", "-sB1", str(path)], capture_output=True, text=True, check=True).stdout
     return int(out.split()[0])
 
-
-def _rmtree_checked(path: Path) -> None:
-    """Delete a build dir, but never through a mount point."""
-    if mounts_under(path):
-        raise RuntimeFailure(f"refusing to delete {path}: mounts below it: {mounts_under(path)}")
-    shutil.rmtree(path, ignore_errors=True)

@@ -17,7 +17,7 @@ from corral.runtime import cgroups, layout, oci
 from corral.runtime.base import RuntimeHandle, SandboxSpec
 from corral.runtime.health import wait_ready
 from corral.runtime.layout import SandboxLayout
-from corral.runtime.procs import run_cmd
+from corral.runtime.procs import reaped, run_cmd
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +67,11 @@ async def run_detached(argv: list[str], log_path: Path, timeout: float) -> None:
     with open(os.devnull, "rb") as stdin, open(log_path, "ab") as logf:  # noqa: ASYNC230
         proc = await asyncio.create_subprocess_exec(*argv, stdin=stdin, stdout=logf, stderr=logf)
         try:
-            rc = await asyncio.wait_for(proc.wait(), timeout)
-        except BaseException as e:
-            # Timeout or cancellation: stop the CLI so it spawns nothing more; what it already spawned is found by
-            # the rollback (cgroup members + /proc scan).
-            if proc.returncode is None:
-                proc.kill()
-                await asyncio.shield(proc.wait())
-            if isinstance(e, TimeoutError):
-                raise RuntimeFailure(f"{' '.join(argv[:1] + argv[-3:])} timed out; log:\n{log_tail(log_path)}") from None
-            raise
+            # On timeout or cancellation the CLI is stopped so it spawns nothing more; what it already spawned is
+            # found by the rollback (cgroup members + /proc scan).
+            rc = await reaped(proc, proc.wait(), timeout)
+        except TimeoutError:
+            raise RuntimeFailure(f"{' '.join(argv[:1] + argv[-3:])} timed out; log:\n{log_tail(log_path)}") from None
     if rc != 0:
         raise RuntimeFailure(f"{' '.join(argv[:1] + argv[-3:])} exited {rc}; log:\n{log_tail(log_path)}")
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from corral.errors import RuntimeFailure
+
+T = TypeVar("T")
 
 
 def _cmdline(pid: str) -> list[str]:
@@ -38,19 +41,25 @@ def find(
     return out
 
 
-async def run_cmd(*argv: str, timeout: float = 30.0) -> tuple[int, str]:
-    """Run a short CLI command; returns (exit code, stdout+stderr). On timeout or cancellation the child is
+async def reaped(proc: asyncio.subprocess.Process, waiting: Awaitable[T], timeout: float) -> T:
+    """Await `waiting` (the child's wait or communicate) within `timeout`. On timeout or cancellation the child is
     killed and reaped first, so a rolled-back create never leaves e.g. a mkfs writing into a removed dir."""
+    try:
+        return await asyncio.wait_for(waiting, timeout)
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await asyncio.shield(proc.wait())
+        raise
+
+
+async def run_cmd(*argv: str, timeout: float = 30.0) -> tuple[int, str]:
+    """Run a short CLI command; returns (exit code, stdout+stderr); the child never outlives a timeout or cancel."""
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except BaseException as e:
-        if proc.returncode is None:
-            proc.kill()
-            await asyncio.shield(proc.wait())
-        if isinstance(e, TimeoutError):
-            raise RuntimeFailure(f"{argv[0]} {' '.join(argv[1:3])} timed out after {timeout}s") from None
-        raise
+        out, _ = await reaped(proc, proc.communicate(), timeout)
+    except TimeoutError:
+        raise RuntimeFailure(f"{argv[0]} {' '.join(argv[1:3])} timed out after {timeout}s") from None
     return proc.returncode or 0, out.decode(errors="replace").strip()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,12 +19,7 @@ from pathlib import Path
 import pytest
 
 from corral.agent.build import build_agent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.integration.corral_server import free_port, stop_process
 
 
 @dataclass
@@ -57,7 +51,7 @@ def agent() -> Iterator[Agent]:
     # CORRAL_AGENT_BINARY runs the suite against another build (e.g. `go build -race`)
     binary = Path(os.environ["CORRAL_AGENT_BINARY"]) if os.environ.get("CORRAL_AGENT_BINARY") else build_agent()
     workdir = Path(tempfile.mkdtemp(prefix="corral-agent-it-"))
-    port = _free_port()
+    port = free_port()
     log = workdir / "agent.log"
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
@@ -74,12 +68,7 @@ def agent() -> Iterator[Agent]:
         problems = [m for m in ("DATA RACE", "panic:") if m in log.read_text(errors="replace")]
         assert not problems, f"agent log shows {problems}:\n" + log.read_text(errors="replace")[-8000:]
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=5)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.integration.corral_server import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[3]
 # What the code-interpreter-v1 template installs, minus what these tests do not import (scipy, requests).
@@ -29,12 +30,6 @@ class HostInterpreter:
     url: str
     languages: set[str]
     log: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _venv() -> Path:
@@ -80,7 +75,7 @@ def _install_tslab(venv: Path, py: Path) -> None:
 @pytest.fixture(scope="session")
 def host_interpreter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostInterpreter]:
     venv = _venv()
-    port = _free_port()
+    port = free_port()
     cwd = tmp_path_factory.mktemp("interp-cwd")
     log = cwd.parent / "interpreter.log"
     env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}"}
@@ -106,12 +101,7 @@ def host_interpreter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostI
             time.sleep(0.05)
         yield HostInterpreter(url=url, languages=languages, log=log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=10)
 
 
 @pytest.fixture

@@ -35,4 +35,5 @@ apt-get install -y -qq --no-install-recommends \
   runc debootstrap e2fsprogs util-linux iproute2 nftables procps psmisc ca-certificates \
   python3 python3-venv python3-pip golang-go git curl >/dev/null
 apt-get install -y -qq --no-install-recommends -t bookworm-backports runsc >/dev/null
-runsc --version | head -1
+# sed reads the whole output: `head -1` would close the pipe early and pipefail would fail on SIGPIPE (exit 141).
+runsc --version | sed -n 1p

@@ -50,6 +50,17 @@ class Settings(BaseSettings):
     pool_idle_s: float = Field(default=600.0, gt=0)
     pool_prewarm: list[str] = Field(default_factory=lambda: ["base"])
 
+    # Base images (corral/images). registries maps a reference's registry to the OCI registry Corral pulls it from
+    # with skopeo, e.g. CORRAL_REGISTRIES='{"docker.io": "127.0.0.1:5000"}'; empty (the default) means never pull.
+    registries: dict[str, str] = Field(default_factory=dict)
+    registry_tls_verify: bool = True
+    registry_pull_timeout_s: float = Field(default=600.0, gt=0)
+    image_max_bytes: int = Field(default=20 * 2**30, ge=1)  # unpacked size cap for one imported image
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
+
     @property
     def db_url(self) -> str:
         return f"sqlite:///{self.data_dir / 'corral.db'}"

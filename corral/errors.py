@@ -60,3 +60,11 @@ class SandboxTimeoutError(CorralError, TimeoutError):
 
 class RuntimeFailure(CorralError, RuntimeError):
     status_code = 503
+
+
+class ImageNotFoundError(NotFoundError):
+    """404: an image reference Corral cannot resolve; the message says how to import, tag or pull it."""
+
+
+class ImageArchiveError(InvalidRequestError):
+    """400: an image archive that is malformed or hostile (path traversal, escaping links, bad digests)."""

@@ -157,13 +157,13 @@ def _stanza(uri: str, suites: str) -> str:
     return f"Types: deb\nURIs: {uri}\nSuites: {suites}\nComponents: main\nSigned-By: {keyring}\n"
 
 
-def _configure_before_install(rootfs: Path, mirror: str, security: str | None) -> list[str]:
+def _configure_before_install(rootfs: Path, mirror: str, security: str | None, suite: str = SUITE) -> list[str]:
     """Sources, DNS for the build, no service starts, doc excludes, and the host's extra CAs; returns CA names."""
     etc = rootfs / "etc"
     # The sandbox's apt uses the same mirror the machine does (deb822, like the host's own config).
-    stanzas = [_stanza(mirror, f"{SUITE} {SUITE}-updates")]
+    stanzas = [_stanza(mirror, f"{suite} {suite}-updates")]
     if security:
-        stanzas.append(_stanza(security, f"{SUITE}-security"))
+        stanzas.append(_stanza(security, f"{suite}-security"))
     (etc / "apt" / "sources.list").unlink(missing_ok=True)  # debootstrap's one-liner; the .sources replaces it
     _write(etc / "apt" / "sources.list.d" / "debian.sources", "\n".join(stanzas))
     _write(etc / "dpkg" / "dpkg.cfg.d" / "01-corral-nodoc", DPKG_EXCLUDES)

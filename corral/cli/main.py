@@ -24,6 +24,7 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 template_app = typer.Typer(help="Build and list templates.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(template_app, name="template")
+app.add_typer(__import__("corral.cli.images", fromlist=["image_app"]).image_app, name="image")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system packages Corral needs on Debian 12 (as root): gVisor from bookworm-backports, runc, debootstrap, Go.
+# Installs the system packages Corral needs on Debian 12 (as root): gVisor from bookworm-backports, runc, debootstrap, Go,
+# skopeo (pulls base images from a registry the operator configures).
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -33,7 +34,7 @@ fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   runc debootstrap e2fsprogs util-linux iproute2 nftables procps psmisc ca-certificates \
-  python3 python3-venv python3-pip golang-go git curl >/dev/null
+  python3 python3-venv python3-pip golang-go git curl skopeo >/dev/null
 apt-get install -y -qq --no-install-recommends -t bookworm-backports runsc >/dev/null
 # sed reads the whole output: `head -1` would close the pipe early and pipefail would fail on SIGPIPE (exit 141).
 runsc --version | sed -n 1p

@@ -45,10 +45,10 @@ def _errors() -> Iterator[None]:
 @contextmanager
 def _progress(what: str) -> Iterator[object]:
     """A spinner naming the current step, with every log line kept above it."""
-    with console.status(what) as status:
+    with err_console.status(what) as status:  # stderr: stdout stays clean for --json
         def log(line: str) -> None:
             status.update(f"{what}: {line.strip()[:100]}")
-            console.log(line, markup=False, highlight=False)
+            err_console.log(line, markup=False, highlight=False)
         yield log
 
 

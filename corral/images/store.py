@@ -149,13 +149,19 @@ class ImageStore:
         image = lookup(r)
         if image is None:
             raise ImageNotFoundError(f"no image {r.familiar!r} to remove (`corral image list` shows what there is)")
+        if not self._drop_builtin(image):
+            raise InvalidRequestError(f"{r.familiar} is a built-in base with nothing built to remove")
+
+    def _drop_builtin(self, image: Builtin) -> bool:
+        """Delete a built built-in base (it is rebuilt on next use); False when nothing of it is built."""
         d = self.root / "builtin" / image.key
         with self._locked(f".build-{image.key}.lock"):
             if read_meta(d) is None:
-                raise InvalidRequestError(f"{r.familiar} is a built-in base with nothing built to remove")
+                return False
             if rootfs_in_use(d / ROOTFS):
-                raise ConflictError(f"{r.familiar} is in use by a running sandbox; stop it first")
+                raise ConflictError(f"{image.name} is in use by a running sandbox; stop it first")
             rmtree_checked(d)
+            return True
 
     def import_archive(self, path: Path, name: str | None = None, log: Log | None = None) -> ImageInfo:
         """Import an OCI layout or docker-save archive; tagged `name`, else with the names the archive records."""
@@ -174,8 +180,8 @@ class ImageStore:
         image = lookup(r)
         if image is None:
             raise ImageNotFoundError(f"{r.familiar!r} is not a built-in base; built-in: {', '.join(CATALOGUE)}")
-        if force and not image.from_base_template:
-            self.remove(ref) if read_meta(self.root / "builtin" / image.key) else None
+        if force:  # the base template's own images are rebuilt with `corral template build base --force`
+            self._drop_builtin(image)
         info = self._builtin(image, log or _quiet, build=True)
         assert info is not None
         return replace(info, ref=r.familiar)

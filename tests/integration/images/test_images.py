@@ -159,17 +159,3 @@ def test_hostile_archive_is_refused_and_leaves_nothing(data_dir: Path, tmp_path:
     assert out.returncode == 2 and "path traversal" in out.stderr
     assert not Path("/etc/corral-pwned").exists() and not Path("/tmp/corral-pwned").exists()
     assert [p.name for p in (data_dir / "images").iterdir() if not p.name.startswith(".lock")] == []
-
-
-def test_build_trixie_python_base(data_dir: Path) -> None:
-    """A release other than the base template's: debootstrap trixie from the machine's mirror, python3 on top."""
-    t0 = time.monotonic()
-    out = cli(data_dir, "build-base", "python:3.13")
-    print(f"\npython:3.13 (debootstrap trixie + apt python3) built in {time.monotonic() - t0:.0f}s: {out.stdout.strip()[-80:]}")
-    info = ImageStore(data_dir).resolve("python:3.13-slim")
-    assert chroot(info.rootfs, "python3", "--version").startswith("Python 3.13.")
-    assert chroot(info.rootfs, "cat", "/etc/debian_version").startswith("13.")
-    assert not list((data_dir / "images" / "builtin").glob(".*build-*"))
-    cli(data_dir, "rm", "debian:trixie")
-    cli(data_dir, "rm", "python:3.13")
-    assert list((data_dir / "images" / "builtin").iterdir()) == []

@@ -7,6 +7,7 @@ import posixpath
 import shutil
 import stat
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -97,12 +98,19 @@ def apply_layer(root: str, layer: IO[bytes], stats: ApplyStats, *, max_bytes: in
     try:
         with tarfile.open(fileobj=layer, mode="r:*") as tar:
             members = tar.getmembers()
-            for m in members:  # whiteouts hide lower layers only, so they go before this layer's own files
-                _apply_whiteout(root, m, stats)
-            for m in members:
-                _apply_member(root, tar, m, stats, max_bytes)
+            # Whiteouts hide lower layers only, so they go before this layer's own files.
+            _each(members, lambda m: _apply_whiteout(root, m, stats))
+            _each(members, lambda m: _apply_member(root, tar, m, stats, max_bytes))
     except tarfile.TarError as e:
         raise ImageArchiveError(f"layer is not a readable tar archive: {e}") from e
+
+
+def _each(members: list[tarfile.TarInfo], step: Callable[[tarfile.TarInfo], None]) -> None:
+    for m in members:
+        try:
+            step(m)
+        except OSError as e:  # e.g. a path whose parent an earlier entry made a file: a broken image
+            raise ImageArchiveError(f"tar member {m.name!r} cannot be applied: {e.strerror or e}") from e
 
 
 def _apply_whiteout(root: str, m: tarfile.TarInfo, stats: ApplyStats) -> None:

@@ -104,3 +104,8 @@ def test_zstd_and_garbage_layers(tmp_path: Path) -> None:
         apply_layer(str(tmp_path), io.BytesIO(b"\x28\xb5\x2f\xfd" + b"0" * 600), ApplyStats(), max_bytes=1 << 20)
     with pytest.raises(ImageArchiveError, match="not a readable tar"):
         apply_layer(str(tmp_path), io.BytesIO(b"garbage" * 100), ApplyStats(), max_bytes=1 << 20)
+
+
+def test_file_where_a_directory_is_needed(tmp_path: Path) -> None:
+    with pytest.raises(ImageArchiveError, match="cannot be applied"):
+        _apply(tmp_path, [Entry("a", data=b"file"), Entry("a/b", data=b"under a file")])

@@ -166,6 +166,7 @@ class ImageStore:
     def import_archive(self, path: Path, name: str | None = None, log: Log | None = None) -> ImageInfo:
         """Import an OCI layout or docker-save archive; tagged `name`, else with the names the archive records."""
         want = str(parse_ref(name)) if name else None
+        self._ensure_root()
         meta, names = import_archive(self.root, path, want, max_bytes=self.settings.image_max_bytes, log=log or _quiet)
         targets = [want] if want else names
         with self._locked():
@@ -269,7 +270,7 @@ class ImageStore:
             return meta
 
     def _pull(self, r: ImageRef, log: Log) -> ImageInfo:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._ensure_root()
         archive = self.root / f".pull-{os.getpid()}-{uuid.uuid4().hex[:8]}.tar"
         try:
             registry.pull(self.settings, r, archive, log)
@@ -283,6 +284,11 @@ class ImageStore:
         for d in (self.root / "sha256").glob("*"):
             if d.name not in named and (d / IMAGE_JSON).exists() and not rootfs_in_use(d / ROOTFS):
                 shutil.rmtree(d, ignore_errors=True)
+
+    def _ensure_root(self) -> None:
+        """images/ is root-only: an imported image may hold setuid-root files that no host user may reach and run."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
 
     def _refs(self) -> dict[str, str]:
         try:
@@ -300,7 +306,7 @@ class ImageStore:
 
     @contextmanager
     def _locked(self, name: str = ".lock", log: Log = _quiet, what: str = "") -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._ensure_root()
         with open(self.root / name, "w") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

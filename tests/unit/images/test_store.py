@@ -166,3 +166,11 @@ def test_failed_pull_and_no_registry_never_pulls(tmp_path: Path, monkeypatch: py
     with pytest.raises(ImageNotFoundError):
         ImageStore(data, Settings(data_dir=data, registries={})).resolve("alpine:3")
     assert not marker.exists()
+
+
+def test_images_dir_is_root_only(store: ImageStore, tmp_path: Path) -> None:
+    """A hostile image's setuid-root file must not be reachable by host users through the data dir."""
+    path = oci_archive(tmp_path / "s.tar", [layer([Entry("suid", data=b"x", mode=0o4755)])], config(), name="s:1")
+    info = store.import_archive(path)
+    assert stat.S_IMODE(os.stat(info.rootfs / "suid").st_mode) == 0o4755
+    assert stat.S_IMODE(os.stat(store.root).st_mode) == 0o700

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
         return self.data_dir / "sandboxes"
 
     @property
+    def volumes_dir(self) -> Path:
+        return self.data_dir / "volumes"
+
+    @property
     def runsc_root(self) -> Path:
         return self.data_dir / "runsc-root"
 

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from corral.cli.volumes import volume_app
 from corral.config import Settings
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 template_app = typer.Typer(help="Build and list templates.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(template_app, name="template")
+app.add_typer(volume_app, name="volume")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -4,8 +4,11 @@ destroy leaves nothing behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -173,3 +176,31 @@ def test_other_team_sees_nothing_and_bad_mounts_fail_cleanly(vol_env: CorralServ
 def _sandbox_dirs(server: CorralServer) -> set[str]:
     d = server.data_dir / "sandboxes"
     return {p.name for p in d.iterdir()} if d.exists() else set()
+
+
+def _corral(server: CorralServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "corral.cli.main", *args, "--api-url", server.api_url,
+                           "--api-key", os.environ["E2B_API_KEY"]], capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def test_cli_create_list_rm(vol_env: CorralServer) -> None:
+    name = f"cli-{secrets.token_hex(3)}"
+    made = _corral(vol_env, "volume", "create", name)
+    assert made.returncode == 0, made.stderr
+    volume_id = made.stdout.strip()
+    listed = json.loads(_corral(vol_env, "volume", "list", "--json").stdout)
+    assert {"volumeID": volume_id, "name": name} in listed
+    again = _corral(vol_env, "volume", "create", name)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    sbx = Sandbox.create(volume_mounts={"/v": name})
+    try:
+        busy = _corral(vol_env, "volume", "rm", name)
+        assert busy.returncode == 1 and "409" in busy.stderr and sbx.sandbox_id in busy.stderr
+    finally:
+        sbx.kill()
+    assert _corral(vol_env, "volume", "rm", name).stdout.strip() == f"removed {volume_id}"
+    gone = _corral(vol_env, "volume", "rm", volume_id)
+    assert gone.returncode == 1 and "404" in gone.stderr
+    assert name not in _corral(vol_env, "volume", "list").stdout
+    assert leftovers(vol_env.data_dir, [sbx.sandbox_id]) == []

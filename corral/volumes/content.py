@@ -207,8 +207,11 @@ class Upload:
 
     def write(self, chunk: bytes) -> None:
         view = memoryview(chunk)
-        while view:
-            view = view[os.write(self.fd, view):]
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as e:
+            raise path_error(e, self.parts) from e   # the route aborts the upload
 
     def commit(self) -> dict[str, Any]:
         try:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.errors import ConflictError, InvalidRequestError, NotFoundError
+from corral.errors import ConflictError, InvalidRequestError, NotFoundError, StorageFullError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 MAX_PATH_BYTES = 4096
@@ -52,6 +52,8 @@ def path_error(err: OSError, parts: list[str]) -> Exception:
         return ConflictError(f"path {where} already exists")
     if err.errno in (errno.EISDIR, errno.ENOTEMPTY):
         return InvalidRequestError(f"path: {where} is a directory")
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFullError(f"no space left for {where}")
     if err.errno in (errno.ENAMETOOLONG, errno.EINVAL):
         return InvalidRequestError(f"path: {where} is not a valid name ({os.strerror(err.errno)})")
     return err

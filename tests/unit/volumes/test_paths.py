@@ -155,3 +155,17 @@ def test_make_dir_write_read_and_owners(vol: tuple[Path, Path]) -> None:
     with pytest.raises(InvalidRequestError, match="depth"):
         content.list_dir(root, "/", depth=0)
     assert [e["name"] for e in content.list_dir(root, "/a")] == ["b"]
+
+
+def test_disk_full_is_a_clear_507(vol: tuple[Path, Path]) -> None:
+    from corral.errors import StorageFullError
+
+    root, _ = vol
+    upload = content.begin_write(root, "big")
+    os.close(upload.fd)
+    upload.fd = os.open("/dev/full", os.O_WRONLY)
+    with pytest.raises(StorageFullError) as err:
+        upload.write(b"x" * 10)
+    assert err.value.status_code == 507 and isinstance(err.value, OSError)
+    upload.abort()
+    assert not (root / "big").exists() and not any(n.startswith(content.UPLOAD_PREFIX) for n in os.listdir(root))

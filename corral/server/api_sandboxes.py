@@ -56,7 +56,8 @@ def _create_request(body: NewSandboxIn, team_id: str, *, v2: bool, request: Requ
         team_id=team_id, template=body.template_id, timeout_s=timeout, metadata=dict(body.metadata or {}),
         env_vars=dict(body.env_vars or {}), secure=True if v2 else bool(body.secure),
         allow_internet_access=body.allow_internet_access, require_traffic_token=allow_public is False,
-        volumes=volume_store(request).resolve_mounts(team_id, body.volume_mounts))
+        volumes=volume_store(request).resolve_mounts(
+            team_id, body.volume_mounts, lambda: _manager(request).templates.get(body.template_id).rootfs))
 
 
 async def _create(body: NewSandboxIn, request: Request, team: str, *, v2: bool) -> JSONResponse:

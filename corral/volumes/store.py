@@ -12,8 +12,9 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -57,6 +58,33 @@ def check_mount_path(path: Any, field: str) -> str:
         if clean == reserved or clean.startswith(reserved + "/"):
             raise InvalidRequestError(f"{field}: {clean} is reserved (under {reserved})")
     return clean
+
+
+def check_destinations(binds: Sequence[VolumeBind], rootfs: Path) -> None:
+    """400 for a mount point that is a file (or crosses one) in the template: the runtime would fail to start with a
+    500-ish error otherwise. Missing directories are fine (the runtime creates them); a symlink ends the check (the
+    runtime resolves it inside the rootfs). Read-only walk with O_NOFOLLOW: nothing outside the rootfs is looked at."""
+    for i, bind in enumerate(binds):
+        try:
+            fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return   # no rootfs to look at: the runtime reports that itself
+        try:
+            for name in bind.destination.strip("/").split("/"):
+                try:
+                    mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+                except FileNotFoundError:
+                    break
+                if stat.S_ISLNK(mode):
+                    break
+                if not stat.S_ISDIR(mode):
+                    raise InvalidRequestError(f"volumeMounts[{i}].path: {bind.destination} is (or is below) a file "
+                                              "in the template; mount volumes on directories")
+                nfd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+        finally:
+            os.close(fd)
 
 
 class VolumeStore:
@@ -177,8 +205,10 @@ class VolumeStore:
 
     # ---- mounts ----
 
-    def resolve_mounts(self, team_id: str, mounts: Sequence[Any] | None) -> tuple[VolumeBind, ...]:
-        """`volumeMounts` of a create body -> bind mounts, or 400 naming the bad entry (unknown volumes too)."""
+    def resolve_mounts(self, team_id: str, mounts: Sequence[Any] | None,
+                       template_rootfs: Callable[[], Path] | None = None) -> tuple[VolumeBind, ...]:
+        """`volumeMounts` of a create body -> bind mounts, or 400 naming the bad entry (unknown volumes, mount points
+        that are files in the template's rootfs)."""
         if not mounts:
             return ()
         if len(mounts) > MAX_MOUNTS:
@@ -204,6 +234,8 @@ class VolumeStore:
             if not source.is_dir():
                 raise InvalidRequestError(f"{field}.name: the data of volume {name!r} is missing")
             binds.append(VolumeBind(volume_id=row.id, volume_name=row.name, source=source, destination=dest))
+        if template_rootfs is not None:
+            check_destinations(binds, template_rootfs())
         return tuple(binds)
 
     @contextmanager

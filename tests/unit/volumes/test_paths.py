@@ -169,3 +169,24 @@ def test_disk_full_is_a_clear_507(vol: tuple[Path, Path]) -> None:
     assert err.value.status_code == 507 and isinstance(err.value, OSError)
     upload.abort()
     assert not (root / "big").exists() and not any(n.startswith(content.UPLOAD_PREFIX) for n in os.listdir(root))
+
+
+def test_mount_points_that_are_files_in_the_template_are_refused(tmp_path: Path) -> None:
+    from corral.runtime.base import VolumeBind
+    from corral.volumes.store import check_destinations
+
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc" / "hostname").write_text("x")
+    (rootfs / "usr" / "lib").mkdir(parents=True)
+    (rootfs / "lib").symlink_to("usr/lib")
+    (rootfs / "host").symlink_to("/etc")        # resolved by the runtime inside the rootfs, never by us
+
+    def bind(dest: str) -> VolumeBind:
+        return VolumeBind(volume_id="vol_0", volume_name="v", source=tmp_path, destination=dest)
+
+    check_destinations([bind("/new/dir"), bind("/etc/new"), bind("/lib/vol"), bind("/host/hostname/x")], rootfs)
+    for dest in ("/etc/hostname", "/etc/hostname/below"):
+        with pytest.raises(InvalidRequestError, match=r"volumeMounts\[1\]\.path"):
+            check_destinations([bind("/ok"), bind(dest)], rootfs)
+    check_destinations([bind("/etc/hostname")], tmp_path / "missing")   # no rootfs: left to the runtime

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     pool_idle_s: float = Field(default=600.0, gt=0)
     pool_prewarm: list[str] = Field(default_factory=lambda: ["base"])
 
+    # Size quota of each new volume in MiB: a sparse ext4 image loop-mounted as its data (0: no quota, a plain dir).
+    volume_size_mb: int = Field(default=0, ge=0)
+
     @property
     def db_url(self) -> str:
         return f"sqlite:///{self.data_dir / 'corral.db'}"

@@ -37,7 +37,7 @@ def _out(row: VolumeRecord, with_token: bool) -> dict[str, str]:
 
 @router.post("/volumes", status_code=201)
 async def create_volume(body: NewVolumeIn, request: Request, team: Team) -> JSONResponse:
-    return JSONResponse(_out(volume_store(request).create(team, body.name), True), status_code=201)
+    return JSONResponse(_out(await volume_store(request).create(team, body.name), True), status_code=201)
 
 
 @router.get("/volumes")
@@ -53,5 +53,5 @@ async def get_volume(volume_id: str, request: Request, team: Team) -> JSONRespon
 @router.delete("/volumes/{volume_id}", status_code=204)
 async def destroy_volume(volume_id: str, request: Request, team: Team) -> Response:
     store = volume_store(request)
-    await run_in_threadpool(store.purge, store.destroy(volume_id, team))
+    await run_in_threadpool(store.purge, await store.destroy(volume_id, team))
     return Response(status_code=204)

@@ -19,7 +19,7 @@ def create_app(settings: Settings, manager: SandboxManager) -> FastAPI:
     app = FastAPI(title="Corral", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.manager = manager
-    app.state.volumes = VolumeStore(manager.db, settings.volumes_dir)
+    app.state.volumes = VolumeStore(manager.db, settings.volumes_dir, size_mb=settings.volume_size_mb)
     install_error_handlers(app)
 
     @app.get("/health", status_code=204)

@@ -59,7 +59,7 @@ async def serve(settings: Settings) -> None:
 
     try:
         await manager.start()
-        app.state.volumes.sweep()   # after the sandbox sweep; finishes destroys a crash interrupted
+        await app.state.volumes.start()   # finishes destroys a crash interrupted, mounts quota'd volumes
         await gateway.start(settings.host, settings.gateway_port)
         for sig in stop_signals:
             loop.add_signal_handler(sig, request_stop)

@@ -6,6 +6,7 @@ deleting data under a live bind mount would pull files from under a running prog
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import os
@@ -24,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 
 from corral.db import Database, SandboxRecord, SandboxVolumeMount, VolumeRecord
 from corral.errors import ConflictError, InvalidRequestError, NotFoundError
+from corral.runtime import layout
 from corral.runtime.base import VolumeBind
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,100}$")
 ID_RE = re.compile(r"^vol_[0-9a-f]{16}$")
 TRASH_PREFIX = ".trash-"
+IMAGE = "data.img"   # the ext4 image of a volume with a size quota, mounted on data/
 # The default user of Corral's templates (`user`, uid/gid 1000) owns a new volume's root, so the default user of
 # every sandbox can write to it; root inside can too.
 DEFAULT_OWNER = (1000, 1000)
@@ -90,11 +93,14 @@ def check_destinations(binds: Sequence[VolumeBind], rootfs: Path) -> None:
 class VolumeStore:
     """Create/list/get/destroy volumes and resolve `volumeMounts`; one per server (pins live in memory)."""
 
-    def __init__(self, db: Database, volumes_dir: Path, owner: tuple[int, int] = DEFAULT_OWNER) -> None:
+    def __init__(self, db: Database, volumes_dir: Path, owner: tuple[int, int] = DEFAULT_OWNER,
+                 size_mb: int = 0) -> None:
         self.db = db
         self.dir = volumes_dir
         self.owner = owner
+        self.size_mb = size_mb   # quota of new volumes (an ext4 image mounted on data/); 0: a plain directory
         self._pins: Counter[str] = Counter()   # volume id -> creates in flight that will mount it
+        self._destroying: set[str] = set()
 
     # ---- layout ----
 
@@ -109,7 +115,7 @@ class VolumeStore:
 
     # ---- CRUD ----
 
-    def create(self, team_id: str, name: Any) -> VolumeRecord:
+    async def create(self, team_id: str, name: Any) -> VolumeRecord:
         if not isinstance(name, str) or not NAME_RE.match(name):
             raise InvalidRequestError("name: must be 1-100 characters of letters, digits, '_' and '-'")
         self._ensure_dir()
@@ -121,17 +127,20 @@ class VolumeStore:
         try:
             vdir.mkdir(mode=0o700)
             data = vdir / "data"
-            data.mkdir(mode=0o755)
+            if self.size_mb:
+                await layout.mount_new_ext4(vdir / IMAGE, data, self.size_mb)
+                (data / "lost+found").rmdir()   # users would see it in every listing
+            else:
+                data.mkdir(mode=0o755)
             os.chown(data, *self.owner)
             os.chmod(data, 0o755)
             row = VolumeRecord(id=volume_id, team_id=team_id, name=name, token=secrets.token_hex(24))
             with self.db.session() as s:
                 s.add(row)
-        except IntegrityError:
-            shutil.rmtree(vdir, ignore_errors=True)
-            raise ConflictError(f"name: a volume named {name!r} already exists") from None
-        except BaseException:
-            shutil.rmtree(vdir, ignore_errors=True)
+        except BaseException as e:
+            await asyncio.shield(self._discard(vdir))
+            if isinstance(e, IntegrityError):
+                raise ConflictError(f"name: a volume named {name!r} already exists") from None
             raise
         log.info("volume %s (%s) created for team %s", volume_id, name, team_id)
         return row
@@ -168,11 +177,13 @@ class VolumeStore:
                 select(SandboxVolumeMount.sandbox_id).join(SandboxRecord, SandboxRecord.id == SandboxVolumeMount.sandbox_id)
                 .where(SandboxVolumeMount.volume_id == volume_id, SandboxRecord.state == RUNNING)))
 
-    def destroy(self, volume_id: str, team_id: str) -> Path:
+    async def destroy(self, volume_id: str, team_id: str) -> Path:
         """Delete the volume; 409 while a running sandbox mounts it. Crash-safe: the data directory is renamed into
         the trash first (returned: remove it with purge(), off the event loop); the next start removes leftovers."""
         self.get(volume_id, team_id)
         # No await from here to the rename: a create cannot pin the volume in between (one event loop).
+        if volume_id in self._destroying:
+            raise ConflictError(f"volume {volume_id} is being destroyed")
         if self._pins[volume_id]:
             raise ConflictError(f"volume {volume_id} is being mounted by a sandbox that is starting; try again")
         users = self.users(volume_id)
@@ -180,8 +191,13 @@ class VolumeStore:
             raise ConflictError(f"volume {volume_id} is mounted by running sandboxes {', '.join(sorted(users))}; "
                                 "kill them first")
         trash = self.dir / f"{TRASH_PREFIX}{volume_id}"
-        if (self.dir / volume_id).exists():
-            os.rename(self.dir / volume_id, trash)
+        self._destroying.add(volume_id)   # from here on no create may mount it (the unmount below awaits)
+        try:
+            await self._unmount(self.dir / volume_id)
+            if (self.dir / volume_id).exists():
+                os.rename(self.dir / volume_id, trash)
+        finally:
+            self._destroying.discard(volume_id)
         with self.db.session() as s:
             s.execute(delete(SandboxVolumeMount).where(SandboxVolumeMount.volume_id == volume_id))
             s.execute(delete(VolumeRecord).where(VolumeRecord.id == volume_id))
@@ -192,8 +208,8 @@ class VolumeStore:
     def purge(trash: Path) -> None:
         shutil.rmtree(trash, ignore_errors=True)   # rmtree never follows symlinks a sandbox left in the data
 
-    def sweep(self) -> None:
-        """Server start: finish interrupted destroys and drop data directories that no row owns."""
+    async def start(self) -> None:
+        """Server start: finish interrupted destroys, drop data no row owns, mount quota'd volumes (after a reboot)."""
         if not self.dir.is_dir():
             return
         with self.db.session() as s:
@@ -201,7 +217,19 @@ class VolumeStore:
         for entry in self.dir.iterdir():
             if entry.name.startswith(TRASH_PREFIX) or (ID_RE.match(entry.name) and entry.name not in known):
                 log.info("removing leftover volume data %s", entry)
-                shutil.rmtree(entry, ignore_errors=True)
+                await self._discard(entry)
+            elif entry.name in known and (entry / IMAGE).exists() and not layout.is_mountpoint(entry / "data"):
+                await layout.mount_ext4(entry / IMAGE, entry / "data")
+
+    @staticmethod
+    async def _unmount(vdir: Path) -> None:
+        if (vdir / IMAGE).exists():
+            await layout.unmount_ext4(vdir / IMAGE, vdir / "data")
+
+    async def _discard(self, vdir: Path) -> None:
+        await self._unmount(vdir)
+        if not layout.is_mountpoint(vdir / "data"):   # never rmtree into a mounted filesystem
+            shutil.rmtree(vdir, ignore_errors=True)
 
     # ---- mounts ----
 
@@ -230,6 +258,8 @@ class VolumeStore:
                 row = s.scalar(select(VolumeRecord).where(VolumeRecord.team_id == team_id, VolumeRecord.name == name))
             if row is None:
                 raise InvalidRequestError(f"{field}.name: volume {name!r} not found")
+            if row.id in self._destroying:
+                raise ConflictError(f"{field}.name: volume {name!r} is being destroyed")
             source = self.data_dir(row.id)
             if not source.is_dir():
                 raise InvalidRequestError(f"{field}.name: the data of volume {name!r} is missing")

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
+    # Size quota of each new volume in MiB: a sparse ext4 image loop-mounted as its data (0: no quota, a plain dir).
+    volume_size_mb: int = Field(default=0, ge=0)
 
     @property
     def db_url(self) -> str:
@@ -72,6 +74,10 @@ class Settings(BaseSettings):
     @property
     def sandboxes_dir(self) -> Path:
         return self.data_dir / "sandboxes"
+
+    @property
+    def volumes_dir(self) -> Path:
+        return self.data_dir / "volumes"
 
     @property
     def runsc_root(self) -> Path:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -14,12 +14,12 @@ from typing import Any, Protocol
 from sqlalchemy import delete, select
 
 from corral.config import Settings
-from corral.db import Database, SandboxRecord, open_database
+from corral.db import Database, SandboxRecord, SandboxVolumeMount, open_database
 from corral.db.models import utcnow
 from corral.errors import CorralError, InvalidRequestError, NotFoundError, RuntimeFailure
 from corral.ids import new_access_token, new_sandbox_id
 from corral.pool import PoolTemplate, WarmPool, spec_for
-from corral.runtime.base import Runtime, RuntimeHandle
+from corral.runtime.base import Runtime, RuntimeHandle, VolumeBind
 from corral.server.agent_calls import init_agent, start_command, wait_ready
 from corral.server.route import Route
 
@@ -71,6 +71,7 @@ class CreateRequest:
     allow_internet_access: bool | None = None
     # E2B requires a traffic token on non-envd ports only when public traffic is switched off.
     require_traffic_token: bool = False
+    volumes: tuple[VolumeBind, ...] = ()   # resolved by corral.volumes.store.VolumeStore.resolve_mounts
 
 
 class SandboxManager:
@@ -124,7 +125,9 @@ class SandboxManager:
         self._check_timeout(req.timeout_s)
         template = self.templates.get(req.template)  # NotFoundError -> 404 with the store's message
         runtime_name = self._pick_runtime(req, template)
-        warm = await self.pool.claim(template, runtime_name) if self.pool is not None else None
+        # Pool members were started without the request's volume mounts: a create with volumes always starts cold.
+        warm = (await self.pool.claim(template, runtime_name)
+                if self.pool is not None and not req.volumes else None)
         if warm is not None:
             try:
                 return await self._create(req, template, runtime_name, warm)
@@ -139,7 +142,7 @@ class SandboxManager:
         sandbox_id = warm.sandbox_id if warm is not None else new_sandbox_id()
         envd_token = new_access_token() if req.secure else None
         traffic_token = new_access_token() if req.require_traffic_token else None
-        spec = spec_for(self.settings, template, sandbox_id)
+        spec = replace(spec_for(self.settings, template, sandbox_id), volumes=req.volumes)
         init_body: dict[str, Any] = {
             "envVars": dict(req.env_vars), "defaultUser": template.user or DEFAULT_USER,
             "defaultWorkdir": template.workdir, "timestamp": utcnow().isoformat().replace("+00:00", "Z")}
@@ -172,6 +175,9 @@ class SandboxManager:
                 end_at=now + timedelta(seconds=req.timeout_s))
             with self.db.session() as s:
                 s.add(record)
+                s.flush()   # the mount rows reference the sandbox row
+                s.add_all(SandboxVolumeMount(sandbox_id=sandbox_id, path=v.destination, volume_id=v.volume_id,
+                                             volume_name=v.volume_name) for v in req.volumes)
         except BaseException as e:
             # Shielded: a cancelled request must still not leave a half-created sandbox behind.
             await asyncio.shield(self._destroy_now(runtime_name, sandbox_id))

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from corral.cli.images import image_app
+from corral.cli.volumes import volume_app
 from corral.config import Settings
 
 if TYPE_CHECKING:
@@ -24,7 +26,8 @@ keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help
 template_app = typer.Typer(help="Build and list templates.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(template_app, name="template")
-app.add_typer(__import__("corral.cli.images", fromlist=["image_app"]).image_app, name="image")
+app.add_typer(image_app, name="image")
+app.add_typer(volume_app, name="volume")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -2,5 +2,7 @@
 
 from corral.db.engine import Database, open_database
 from corral.db.models import ApiKey, Base, SandboxRecord, Team
+from corral.db.volume_models import SandboxVolumeMount, VolumeRecord
 
-__all__ = ["ApiKey", "Base", "Database", "SandboxRecord", "Team", "open_database"]
+__all__ = ["ApiKey", "Base", "Database", "SandboxRecord", "SandboxVolumeMount", "Team", "VolumeRecord",
+           "open_database"]

@@ -8,6 +8,16 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
+class VolumeBind:
+    """A volume's host data directory bound read-write at `destination` inside the sandbox (corral/volumes)."""
+
+    volume_id: str
+    volume_name: str
+    source: Path
+    destination: str
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     """What a backend needs to start one sandbox. Limits are enforced by cgroups (v1 on these hosts)."""
 
@@ -19,6 +29,7 @@ class SandboxSpec:
     pids_limit: int = 4096         # generous: gVisor counts its own threads too
     env: dict[str, str] = field(default_factory=dict)  # environment of the agent (inherited by commands)
     hostname: str = "corral"
+    volumes: tuple[VolumeBind, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -118,19 +118,35 @@ async def _run(*argv: str) -> None:
         raise RuntimeFailure(f"{' '.join(argv)} failed ({rc}): {out}")
 
 
-async def create_layer(layout: SandboxLayout, disk_mb: int) -> None:
-    """Make the sparse ext4 image of `disk_mb` MiB and loop-mount it on layer/ (the loop device auto-clears on umount)."""
-    fd = os.open(layout.layer_img, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+async def mount_new_ext4(image: Path, target: Path, size_mb: int) -> None:
+    """Make a sparse ext4 image of `size_mb` MiB and loop-mount it on `target` (the loop device auto-clears on umount).
+    Also the size quota of volumes (corral/volumes/quota.py)."""
+    fd = os.open(image, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600)
     try:
-        os.ftruncate(fd, disk_mb << 20)     # sparse: costs no disk until written
+        os.ftruncate(fd, size_mb << 20)     # sparse: costs no disk until written
     finally:
         os.close(fd)
     # mke2fs gives images >= 512 MiB one inode per 16 KiB (64 Ki inodes per GiB): too few for node_modules-style
     # trees. One per 8 KiB costs 3 % of the quota in inode tables (lazily initialised, so no host disk).
-    inode_ratio = ["-i", "8192"] if disk_mb >= 512 else []
-    await _run("mkfs.ext4", *MKFS_ARGS, *inode_ratio, str(layout.layer_img))
-    layout.layer.mkdir(exist_ok=True)
-    await _run("mount", "-t", "ext4", "-o", LAYER_MOUNT_OPTS, str(layout.layer_img), str(layout.layer))
+    inode_ratio = ["-i", "8192"] if size_mb >= 512 else []
+    await _run("mkfs.ext4", *MKFS_ARGS, *inode_ratio, str(image))
+    target.mkdir(exist_ok=True)
+    await mount_ext4(image, target)
+
+
+async def mount_ext4(image: Path, target: Path) -> None:
+    await _run("mount", "-t", "ext4", "-o", LAYER_MOUNT_OPTS, str(image), str(target))
+
+
+async def unmount_ext4(image: Path, target: Path) -> None:
+    """Unmount `target` (lazily if busy) and free the loop devices backed by `image`."""
+    _umount(target)
+    await _detach_loops(image)
+
+
+async def create_layer(layout: SandboxLayout, disk_mb: int) -> None:
+    """The sandbox's writable layer: a sparse ext4 image of `disk_mb` MiB mounted on layer/."""
+    await mount_new_ext4(layout.layer_img, layout.layer, disk_mb)
     layout.upper.mkdir(exist_ok=True)
     layout.work.mkdir(exist_ok=True)
 

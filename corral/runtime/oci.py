@@ -44,6 +44,12 @@ DENIED_SYSCALLS = [
 CLONE_NS_FLAGS = [0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000]
 
 
+def _volume_mounts(spec: SandboxSpec) -> list[dict[str, Any]]:
+    # nosuid/nodev: a sandbox may plant setuid files or device nodes in a volume; they must stay inert in the next.
+    return [{"destination": v.destination, "type": "bind", "source": str(v.source),
+             "options": ["rbind", "rw", "nosuid", "nodev"]} for v in spec.volumes]
+
+
 def _mounts(layout: SandboxLayout, agent_binary: Path) -> list[dict[str, Any]]:
     nosuid_noexec_nodev = ["nosuid", "noexec", "nodev"]
     return [
@@ -123,7 +129,7 @@ def build_config(spec: SandboxSpec, layout: SandboxLayout, agent_binary: Path, h
         "process": process,
         "root": {"path": str(layout.rootfs), "readonly": False},
         "hostname": spec.hostname,
-        "mounts": _mounts(layout, agent_binary),
+        "mounts": _mounts(layout, agent_binary) + _volume_mounts(spec),
         "linux": linux,
     }
 

@@ -20,6 +20,7 @@ from corral.server.api_models import (
     listed_out,
     sandbox_out,
 )
+from corral.server.api_volumes import volume_store
 from corral.server.auth import require_team
 from corral.server.http_errors import error_response
 from corral.server.listing import paginate, parse_metadata_query, parse_states
@@ -39,14 +40,12 @@ def _domain(request: Request) -> str | None:
     return request.app.state.settings.domain  # type: ignore[no-any-return]
 
 
-def _create_request(body: NewSandboxIn, team_id: str, *, v2: bool) -> CreateRequest:
+def _create_request(body: NewSandboxIn, team_id: str, *, v2: bool, request: Request) -> CreateRequest:
     # Refuse what Corral cannot honour rather than silently dropping it.
     if body.auto_pause:
         raise InvalidRequestError("autoPause: pausing sandboxes is not supported by this server")
     if body.auto_resume is not None and body.auto_resume.enabled:
         raise InvalidRequestError("autoResume: pausing sandboxes is not supported by this server")
-    if body.volume_mounts:
-        raise InvalidRequestError("volumeMounts: volumes are not supported by this server")
     if body.mcp:
         raise InvalidRequestError("mcp: MCP gateways are not supported by this server")
     if body.iam and body.iam.get("tokens"):
@@ -56,19 +55,26 @@ def _create_request(body: NewSandboxIn, team_id: str, *, v2: bool) -> CreateRequ
     return CreateRequest(
         team_id=team_id, template=body.template_id, timeout_s=timeout, metadata=dict(body.metadata or {}),
         env_vars=dict(body.env_vars or {}), secure=True if v2 else bool(body.secure),
-        allow_internet_access=body.allow_internet_access, require_traffic_token=allow_public is False)
+        allow_internet_access=body.allow_internet_access, require_traffic_token=allow_public is False,
+        volumes=volume_store(request).resolve_mounts(
+            team_id, body.volume_mounts, lambda: _manager(request).templates.get(body.template_id).rootfs))
+
+
+async def _create(body: NewSandboxIn, request: Request, team: str, *, v2: bool) -> JSONResponse:
+    req = _create_request(body, team, v2=v2, request=request)
+    with volume_store(request).pinned(req.volumes):   # no destroy of a volume while it is being mounted
+        row = await _manager(request).create(req)
+    return JSONResponse(sandbox_out(row, _domain(request)), status_code=201)
 
 
 @router.post("/sandboxes", status_code=201)
 async def create_v1(body: NewSandboxIn, request: Request, team: Team) -> JSONResponse:
-    row = await _manager(request).create(_create_request(body, team, v2=False))
-    return JSONResponse(sandbox_out(row, _domain(request)), status_code=201)
+    return await _create(body, request, team, v2=False)
 
 
 @router.post("/v2/sandboxes", status_code=201)
 async def create_v2(body: NewSandboxIn, request: Request, team: Team) -> JSONResponse:
-    row = await _manager(request).create(_create_request(body, team, v2=True))
-    return JSONResponse(sandbox_out(row, _domain(request)), status_code=201)
+    return await _create(body, request, team, v2=True)
 
 
 def _list(request: Request, team: str, *, metadata: str | None, state: list[str], template: str | None,
@@ -106,7 +112,11 @@ async def list_v1(request: Request, team: Team, metadata: str | None = None) -> 
 
 @router.get("/sandboxes/{sandbox_id}")
 async def get_sandbox(sandbox_id: str, request: Request, team: Team) -> JSONResponse:
-    return JSONResponse(detail_out(_manager(request).get(sandbox_id, team), _domain(request)))
+    out = detail_out(_manager(request).get(sandbox_id, team), _domain(request))
+    mounts = volume_store(request).mounts_of(sandbox_id)
+    if mounts:
+        out["volumeMounts"] = mounts
+    return JSONResponse(out)
 
 
 @router.delete("/sandboxes/{sandbox_id}", status_code=204)

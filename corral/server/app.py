@@ -8,7 +8,10 @@ from corral import __version__
 from corral.config import Settings
 from corral.sandboxes import SandboxManager
 from corral.server.api_sandboxes import router as sandboxes_router
+from corral.server.api_volumecontent import router as volumecontent_router
+from corral.server.api_volumes import router as volumes_router
 from corral.server.http_errors import install_error_handlers
+from corral.volumes.store import VolumeStore
 
 
 def create_app(settings: Settings, manager: SandboxManager) -> FastAPI:
@@ -16,6 +19,7 @@ def create_app(settings: Settings, manager: SandboxManager) -> FastAPI:
     app = FastAPI(title="Corral", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.manager = manager
+    app.state.volumes = VolumeStore(manager.db, settings.volumes_dir, size_mb=settings.volume_size_mb)
     install_error_handlers(app)
 
     @app.get("/health", status_code=204)
@@ -23,4 +27,6 @@ def create_app(settings: Settings, manager: SandboxManager) -> FastAPI:
         return Response(status_code=204)
 
     app.include_router(sandboxes_router)
+    app.include_router(volumes_router)
+    app.include_router(volumecontent_router)
     return app

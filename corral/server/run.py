@@ -43,7 +43,8 @@ async def serve(settings: Settings) -> None:
     manager = SandboxManager(settings, make_runtimes(settings), TemplateStore(settings), db=db,
                              warm_pool=settings.pool_size > 0)
     gateway = Gateway(resolve=manager.route, on_activity=manager.touch, domain=settings.domain)
-    server = _Server(uvicorn.Config(create_app(settings, manager), host=settings.host, port=settings.port,
+    app = create_app(settings, manager)
+    server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                     log_level="info", access_log=False, lifespan="off"))
     loop = asyncio.get_running_loop()
     stop_signals = (signal.SIGINT, signal.SIGTERM)
@@ -58,6 +59,7 @@ async def serve(settings: Settings) -> None:
 
     try:
         await manager.start()
+        await app.state.volumes.start()   # finishes destroys a crash interrupted, mounts quota'd volumes
         await gateway.start(settings.host, settings.gateway_port)
         for sig in stop_signals:
             loop.add_signal_handler(sig, request_stop)

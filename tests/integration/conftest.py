@@ -46,14 +46,20 @@ def api_key(corral_server: CorralServer) -> str:
     return corral_server.create_key("integration")
 
 
-@pytest.fixture
-def e2b(corral_server: CorralServer, api_key: str, monkeypatch: pytest.MonkeyPatch) -> CorralServer:
-    monkeypatch.setenv("E2B_API_URL", corral_server.api_url)
-    monkeypatch.setenv("E2B_SANDBOX_URL", corral_server.sandbox_url)
-    monkeypatch.setenv("E2B_API_KEY", api_key)
+def point_sdk_at(monkeypatch: pytest.MonkeyPatch, server: CorralServer, key: str) -> CorralServer:
+    """E2B_* for the stock SDK; the volume content API is served on the API port (E2B_VOLUME_API_URL)."""
+    monkeypatch.setenv("E2B_API_URL", server.api_url)
+    monkeypatch.setenv("E2B_SANDBOX_URL", server.sandbox_url)
+    monkeypatch.setenv("E2B_VOLUME_API_URL", server.api_url)
+    monkeypatch.setenv("E2B_API_KEY", key)
     monkeypatch.delenv("E2B_DEBUG", raising=False)
     monkeypatch.delenv("E2B_DOMAIN", raising=False)
-    return corral_server
+    return server
+
+
+@pytest.fixture
+def e2b(corral_server: CorralServer, api_key: str, monkeypatch: pytest.MonkeyPatch) -> CorralServer:
+    return point_sdk_at(monkeypatch, corral_server, api_key)
 
 
 @pytest.fixture(params=["gvisor", "runc"])

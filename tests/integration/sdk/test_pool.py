@@ -16,7 +16,7 @@ from e2b import Sandbox
 from corral.config import Settings
 from corral.pool import pool_member_ids
 from corral.templates.store import TemplateStore
-from tests.integration.conftest import require_host
+from tests.integration.conftest import point_sdk_at, require_host
 from tests.integration.corral_server import BASE_TEMPLATES, CorralServer, leftovers
 from tests.integration.sdk.helpers import wait_until
 
@@ -49,9 +49,7 @@ def pool_key(pool_server: CorralServer) -> str:
 
 @pytest.fixture
 def sdk(pool_server: CorralServer, pool_key: str, monkeypatch: pytest.MonkeyPatch) -> CorralServer:
-    monkeypatch.setenv("E2B_API_URL", pool_server.api_url)
-    monkeypatch.setenv("E2B_SANDBOX_URL", pool_server.sandbox_url)
-    monkeypatch.setenv("E2B_API_KEY", pool_key)
+    point_sdk_at(monkeypatch, pool_server, pool_key)
     assert wait_until(lambda: len(pool_member_ids(pool_server.data_dir)) >= POOL_SIZE, timeout=30)
     return pool_server
 

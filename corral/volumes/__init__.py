@@ -1,0 +1,1 @@
+"""Volumes: persistent, team-owned directories that sandboxes mount and the volume content API serves."""

@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     pool_idle_s: float = Field(default=600.0, gt=0)
     pool_prewarm: list[str] = Field(default_factory=lambda: ["base"])
 
+    # Custom template builds (corral/templates/builder.py): limits per step and per build, build sandbox size.
+    build_step_timeout_s: float = Field(default=600.0, gt=0)
+    build_timeout_s: float = Field(default=1800.0, gt=0)
+    build_memory_mb: int = Field(default=2048, ge=256)
+    build_disk_mb: int = Field(default=8192, ge=256)
+    build_upload_ttl_s: int = Field(default=3600, ge=10)   # lifetime of a file-upload link handed to the SDK
+    # Where upload links point (the API's own address); empty = the address the request came to.
+    public_api_url: str = ""
+
     @property
     def db_url(self) -> str:
         return f"sqlite:///{self.data_dir / 'corral.db'}"

@@ -117,19 +117,25 @@ class LayerStore:
         return removed
 
 
-def referenced_layers(templates_root: Path, layers_root: Path) -> set[str]:
-    """Layer keys named by any `lowers` file under a templates dir (current and old versions, builds in progress)."""
+def referenced_layers(templates_root: Path, layers_root: Path, record_name: str = "owner.json") -> set[str]:
+    """Layer keys a templates dir uses (current and old versions, builds in progress): every `lowers` stack, plus
+    the `layers` list of each template's JSON record (`record_name`)."""
     keys: set[str] = set()
     if not templates_root.is_dir():
         return keys
     prefix = str(layers_root) + os.sep
     for tdir in templates_root.iterdir():   # dot dirs too: old versions and build scratch dirs
         stack = tdir / LOWERS_FILE
-        if not stack.is_file():
-            continue
-        for line in stack.read_text().splitlines():
-            if line.startswith(prefix):
-                keys.add(Path(line).parent.name)
+        if stack.is_file():
+            for line in stack.read_text().splitlines():
+                if line.startswith(prefix):
+                    keys.add(Path(line).parent.name)
+        # Layers that changed no file are not in the stack but keep the cache warm: the record lists every key.
+        if (tdir / record_name).is_file():
+            try:
+                keys.update(json.loads((tdir / record_name).read_text()).get("layers", []))
+            except (OSError, ValueError):
+                pass
     return keys
 
 

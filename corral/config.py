@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     build_memory_mb: int = Field(default=2048, ge=256)
     build_disk_mb: int = Field(default=8192, ge=256)
     build_upload_ttl_s: int = Field(default=3600, ge=10)   # lifetime of a file-upload link handed to the SDK
+    build_upload_max_mb: int = Field(default=2048, ge=1)   # largest COPY archive accepted
     # Where upload links point (the API's own address); empty = the address the request came to.
     public_api_url: str = ""
 

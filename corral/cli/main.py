@@ -297,8 +297,13 @@ def template_rm(template: Annotated[str, typer.Argument(help="A built template's
 def template_gc(data_dir: DataDir = None, as_json: JsonOut = False) -> None:
     """Remove build layers that no template uses (layers of running sandboxes are kept)."""
     from corral.cli.template_cmds import gc_layers
+    from corral.errors import CorralError
 
-    removed, freed = gc_layers(settings_for(data_dir))
+    try:
+        removed, freed = gc_layers(settings_for(data_dir))
+    except CorralError as e:
+        err_console.print(f"[red]{e.message}[/]")
+        raise typer.Exit(1) from None
     if as_json:
         print(json.dumps({"removed": removed, "freed_bytes": freed}))
     else:

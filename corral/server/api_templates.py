@@ -18,6 +18,7 @@ from corral.server.auth import require_team
 from corral.templates.build_spec import BuildSpec, validate_spec
 from corral.templates.builder import uploads_path
 from corral.templates.builds import BuildRecord, BuildService
+from corral.templates import tags as tags_mod
 from corral.templates.catalog import TemplateCatalog, TemplateOwner
 from corral.templates.store import TemplateInfo
 
@@ -37,6 +38,20 @@ class BuildRequestV3(BaseModel):
     cpu_count: int | None = Field(default=None, alias="cpuCount", ge=1, le=16)
     memory_mb: int | None = Field(default=None, alias="memoryMB", ge=128)
     min_free_disk_mb: int | None = Field(default=None, alias="minFreeDiskMb", ge=0)
+
+
+class AssignTags(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+    tags: list[str] = Field(min_length=1)
+
+
+class DeleteTags(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    tags: list[str] = Field(min_length=1)
 
 
 class TemplateUpdate(BaseModel):
@@ -59,11 +74,6 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat().replace("+00:00", "Z") if dt else None
 
 
-def _split_name(name: str) -> tuple[str, str | None]:
-    base, _, tag = name.partition(":")
-    return base.strip(), (tag.strip() or None)
-
-
 # ---- build -------------------------------------------------------------------------------------------------------
 @router.post("/v3/templates", status_code=202)
 async def request_build(body: BuildRequestV3, team: Team, request: Request) -> dict[str, Any]:
@@ -71,8 +81,8 @@ async def request_build(body: BuildRequestV3, team: Team, request: Request) -> d
     raw = body.name or body.alias
     if not raw:
         raise InvalidRequestError("name: a template name is required")
-    name, tag = _split_name(raw)
-    tags = sorted({*(body.tags or []), *([tag] if tag else [])})
+    name, tag = tags_mod.split_name(raw)
+    tags = sorted({tags_mod.check_tag(t) for t in [*(body.tags or []), *([tag] if tag else [])]})
     existing = svc.catalog.check_name(name, team)   # 409 when another team (or the system) has that name
     if existing is None:
         from corral.templates.store import _ID_RE
@@ -104,9 +114,17 @@ async def upload_files(token: str, request: Request) -> Response:
     final = uploads_path(svc.settings, team, files_hash)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}")
+    limit = svc.settings.build_upload_max_mb << 20
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise InvalidRequestError(f"upload: {int(declared) >> 20} MiB is over the {limit >> 20} MiB limit")
     try:
         with open(tmp, "wb") as f:  # noqa: ASYNC230 - local disk, chunked
+            received = 0
             async for chunk in request.stream():
+                received += len(chunk)
+                if received > limit:
+                    raise InvalidRequestError(f"upload: over the {limit >> 20} MiB limit")
                 f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
@@ -190,6 +208,37 @@ def _filter(entries: list[dict[str, Any]], level: str | None) -> list[dict[str, 
     if level not in order:
         raise InvalidRequestError(f"level: must be one of {', '.join(order)}")
     return [e for e in entries if order.index(e["level"]) >= order.index(level)]
+
+
+# ---- tags -------------------------------------------------------------------------------------------------------
+@router.post("/templates/tags", status_code=201)
+async def assign_tags(body: AssignTags, team: Team, request: Request) -> dict[str, Any]:
+    """Point each of `tags` at the build `target` ("name" or "name:tag") names."""
+    svc = _service(request)
+    name, source = tags_mod.split_name(body.target)
+    info, _ = svc.catalog.owned(name, team)
+    build_id = ""
+    for tag in body.tags:
+        build_id = tags_mod.copy_tag(info.rootfs.parent, source or tags_mod.DEFAULT_TAG, tags_mod.check_tag(tag))
+    return {"tags": body.tags, "buildID": build_id}
+
+
+@router.delete("/templates/tags", status_code=204)
+async def delete_tags(body: DeleteTags, team: Team, request: Request) -> Response:
+    svc = _service(request)
+    info, _ = svc.catalog.owned(tags_mod.split_name(body.name)[0], team)
+    if tags_mod.DEFAULT_TAG in body.tags:
+        raise InvalidRequestError(f"tags: {tags_mod.DEFAULT_TAG!r} always names the latest build")
+    for tag in body.tags:
+        tags_mod.remove(info.rootfs.parent, tag)
+    return Response(status_code=204)
+
+
+@router.get("/templates/{template_id}/tags")
+async def list_tags(template_id: str, team: Team, request: Request) -> list[dict[str, str]]:
+    svc = _service(request)
+    info = svc.catalog.get_for_team(tags_mod.split_name(template_id)[0], team)
+    return tags_mod.listing(info.rootfs.parent)
 
 
 # ---- list / get / alias / update / delete ----------------------------------------------------------------------

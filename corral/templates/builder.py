@@ -23,6 +23,7 @@ from corral.templates.catalog import OWNER_JSON, TemplateCatalog, TemplateOwner
 from corral.templates.copy_step import copy_script, unpack
 from corral.templates.image_source import image_store
 from corral.templates.layers import Layer, LayerStore, layer_key, read_lowers, write_lowers
+from corral.templates import tags as template_tags
 from corral.templates.store import TemplateInfo
 
 # Build-time only: Debian marks its python "externally managed"; E2B's pip_install(g=True) means the system python.
@@ -99,20 +100,24 @@ class Builder:
                 f"image:{image.ref}:{_rootfs_identity(image.rootfs)}")
 
     # ---- the build ---------------------------------------------------------------------------------------------
-    async def build(self, spec: BuildSpec, *, template_id: str, owner: TemplateOwner, log: Logger) -> TemplateInfo:
+    async def build(self, spec: BuildSpec, *, template_id: str, owner: TemplateOwner, log: Logger,
+                    tags: list[str] | None = None) -> TemplateInfo:
         t0 = time.monotonic()
         lowers, envs, user, workdir, key = self._base(spec, owner.team)
         scratch = self.catalog.user.root / f".build-{owner.build_id}"
         self.catalog.user.root.mkdir(parents=True, exist_ok=True)
         state = BuildState(envs=envs, user=user, workdir=workdir, lowers=lowers, parent=key, scratch=scratch)
         log.log("info", f"[base] {spec.from_image or 'template ' + str(spec.from_template)}", step="base")
+        while (gc_lock := self.layers.lock(exclusive=False)) is None:
+            await asyncio.sleep(0.2)      # `corral template gc` is running (it takes a moment)
         try:
             forced = bool(spec.force)
             for i, step in enumerate(spec.steps, 1):
                 forced = forced or bool(step.force)
                 await self._step(i, len(spec.steps), step, state, forced, owner, log)
-            info = self._install(spec, template_id, owner, state)
+            info = self._install(spec, template_id, owner, state, tags or [])
         finally:
+            gc_lock.close()
             shutil.rmtree(scratch, ignore_errors=True)
         log.log("info", f"build done in {time.monotonic() - t0:.2f}s: {state.reused} layers reused, "
                         f"{state.built} built", step="finalize")
@@ -186,16 +191,20 @@ class Builder:
             raise BuildFailed(f"step {i} ({step.describe()}) failed with exit code {code}", step=str(i))
         return self.layers.commit(key, staged, {"step": step.cache_def(), "parent": state.parent})
 
-    def _install(self, spec: BuildSpec, template_id: str, owner: TemplateOwner, state: BuildState) -> TemplateInfo:
+    def _install(self, spec: BuildSpec, template_id: str, owner: TemplateOwner, state: BuildState,
+                 tags: list[str]) -> TemplateInfo:
         staged = self.catalog.user.root / f".build-{owner.build_id}-final"
         shutil.rmtree(staged, ignore_errors=True)
         write_lowers(staged, state.lowers)
+        template_tags.carry_over(self.catalog.user.root / template_id, staged)
         owner.top_key = state.parent
         owner.layers = state.layer_keys
         (staged / OWNER_JSON).write_text(owner.model_dump_json(indent=1) + "\n")
         info = TemplateInfo(id=template_id, aliases=[owner.name] if owner.name else [], envs=state.envs,
                             workdir=state.workdir, user=state.user, start_cmd=spec.start_cmd or None,
                             ready_cmd=spec.ready_cmd or None)
+        for tag in {template_tags.DEFAULT_TAG, *tags}:
+            template_tags.snapshot(staged, tag, info, state.lowers, owner.build_id)
         try:
             return self.catalog.user.install(staged, info)
         except BaseException:

@@ -154,7 +154,7 @@ class BuildService:
             rec.status = "building"
             try:
                 async with asyncio.timeout(self.settings.build_timeout_s):
-                    await self.builder.build(spec, template_id=rec.template_id, owner=owner, log=rec)
+                    await self.builder.build(spec, template_id=rec.template_id, owner=owner, log=rec, tags=rec.tags)
                 rec.status = "ready"
             except BuildFailed as e:
                 rec.fail(e.message, e.step)
@@ -177,13 +177,19 @@ class BuildService:
         tmp.replace(self.dir / f"{rec.build_id}.json")
 
     async def close(self) -> None:
+        """Stop running builds (their sandboxes are destroyed; the previous template versions stay served)."""
         for t in list(self._tasks):
             t.cancel()
         for t in list(self._tasks):
             try:
                 await t
-            except BaseException:  # noqa: BLE001, S110 - stopping: each build records its own end
+            except BaseException:  # noqa: BLE001, S110 - stopping: the record below says how it ended
                 pass
+        for rec in self.records.values():
+            if rec.status in ("waiting", "building"):
+                rec.fail("the server stopped before this build finished; start it again", None)
+                rec.finished_at = datetime.now(UTC)
+                self._save(rec)
 
 
 def store_upload(settings: Settings, path: Path, chunks_done: Path) -> None:

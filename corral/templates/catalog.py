@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from corral.config import Settings
 from corral.errors import ConflictError, NotFoundError
 from corral.templates.store import TemplateInfo, TemplateStore
+from corral.templates.tags import DEFAULT_TAG, TAGS_DIR, split_name
+from corral.templates.tags import load as tag_load
 
 OWNER_JSON = "owner.json"
 
@@ -43,15 +45,21 @@ class TemplateCatalog:
         self.user = TemplateStore(settings, root=settings.data_dir / "user-templates")
 
     def get(self, id_or_alias: str) -> TemplateInfo:
-        """Any template by id or alias (the manager's TemplateSource)."""
+        """Any template by id or alias, `name:tag` for a tagged version (the manager's TemplateSource)."""
+        name, tag = split_name(id_or_alias)
+        if tag is not None and tag != DEFAULT_TAG:
+            return tag_load(self.user.get(name).rootfs.parent, tag)
         try:
-            return self.user.get(id_or_alias)
+            return self.user.get(name)
         except NotFoundError:
-            return self.system.get(id_or_alias)
+            return self.system.get(name)
 
     def owner(self, info: TemplateInfo) -> TemplateOwner | None:
         """The owner record of a team-built template; None for system templates (public to every team)."""
-        path = info.rootfs.with_name(OWNER_JSON)
+        tdir = info.rootfs.parent
+        if tdir.parent.name == TAGS_DIR:       # a tagged version: its template's record
+            tdir = tdir.parent.parent
+        path = tdir / OWNER_JSON
         if not path.is_file():
             return None
         return TemplateOwner.model_validate_json(path.read_text())

@@ -32,6 +32,8 @@ def copy_script(ctx: Path, src: str, dest: str, owner: str, mode: str, workdir: 
     pattern = src.rstrip("/") or "."
     matches = sorted(glob.glob(pattern, root_dir=ctx, include_hidden=True)) if glob.has_magic(pattern) else \
         ([pattern] if os.path.lexists(ctx / pattern) else [])
+    # The archive may hold symlinks pointing anywhere: never let a host-side look (glob, isdir, listdir) leave ctx.
+    matches = [m for m in matches if _inside(ctx, ctx / m)]
     if not matches:
         raise InvalidRequestError(f"COPY {src}: no uploaded file matches it")
     dest = posixpath.normpath(posixpath.join(workdir or "/", dest)) + ("/" if dest.endswith("/") else "")
@@ -42,7 +44,7 @@ def copy_script(ctx: Path, src: str, dest: str, owner: str, mode: str, workdir: 
     for m in matches:
         inside = f"{CONTEXT_MOUNT}/{m}"
         path = ctx / m
-        if path.is_dir() and not path.is_symlink():
+        if path.is_dir() and not path.is_symlink() and _inside(ctx, path, follow=True):
             lines.append(f"mkdir -p {q(dest)}")
             lines.append(f"cp -a {q(inside)}/. {q(dest)}/")
             targets += [posixpath.join(dest, c) for c in sorted(os.listdir(path))]
@@ -58,3 +60,10 @@ def copy_script(ctx: Path, src: str, dest: str, owner: str, mode: str, workdir: 
     if targets and mode:
         lines.append(f"find {' '.join(q(t) for t in targets)} -type f -exec chmod {q(mode)} {{}} +")
     return "\n".join(lines)
+
+
+def _inside(ctx: Path, path: Path, follow: bool = False) -> bool:
+    """True when `path` (its parent dir, or itself when `follow`) resolves to a place under ctx."""
+    root = os.path.realpath(ctx)
+    real = os.path.realpath(path if follow else path.parent)
+    return real == root or real.startswith(root + os.sep)

@@ -6,6 +6,7 @@ is the same layer, whichever template asks for it. A template is a stack of laye
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -13,8 +14,9 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from corral.errors import ConflictError
 from corral.runtime.layout import LOWERS_FILE
 from corral.templates.store import rootfs_in_use
 
@@ -102,8 +104,27 @@ class LayerStore:
             return []
         return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and p.is_dir())
 
+    def lock(self, exclusive: bool) -> IO[str] | None:
+        """Builds hold the gc lock shared (their new layers are not referenced yet), gc exclusive.
+        Returns the open lock file (closing it releases the lock), or None when the other side holds it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        f = open(self.root / ".gc.lock", "a")  # noqa: SIM115 - the caller closes it
+        try:
+            fcntl.flock(f, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            return None
+        return f
+
     def gc(self, referenced: set[str]) -> list[str]:
         """Delete layers no template references and no mounted overlay uses, and stale staging dirs."""
+        held = self.lock(exclusive=True)
+        if held is None:
+            raise ConflictError("a template build is running; run `corral template gc` when it is done")
+        with held:
+            return self._gc(referenced)
+
+    def _gc(self, referenced: set[str]) -> list[str]:
         removed = []
         for key in self.keys():
             if key in referenced or rootfs_in_use(self.root / key / "root"):
@@ -125,8 +146,10 @@ def referenced_layers(templates_root: Path, layers_root: Path, record_name: str 
         return keys
     prefix = str(layers_root) + os.sep
     for tdir in templates_root.iterdir():   # dot dirs too: old versions and build scratch dirs
-        stack = tdir / LOWERS_FILE
-        if stack.is_file():
+        # The template's own stack and those of its tags (corral/templates/tags.py).
+        for stack in [tdir / LOWERS_FILE, *tdir.glob(f"tags/*/{LOWERS_FILE}")]:
+            if not stack.is_file():
+                continue
             for line in stack.read_text().splitlines():
                 if line.startswith(prefix):
                     keys.add(Path(line).parent.name)

@@ -133,6 +133,22 @@ def test_changing_step_n_reuses_the_steps_before_it(sdk_env: CorralServer, built
         sbx.kill()
 
 
+def test_tags_freeze_a_version(sdk_env: CorralServer, built: dict[str, object]) -> None:
+    assert Template.assign_tags(NAME, "stable").tags == ["stable"]            # stable = the current build (v2)
+    build(every_step(built["ctx"], marker="v3"), f"{NAME}:v3", [])            # type: ignore[arg-type]
+    assert {"default", "stable", "v3"} <= {t.tag for t in Template.get_tags(NAME)}
+    for ref, want in ((f"{NAME}:stable", "x-v2"), (f"{NAME}:v3", "x-v3"), (NAME, "x-v3")):
+        sbx = Sandbox.create(ref)
+        try:
+            assert sbx.commands.run("cat /app/built.txt").stdout.strip() == want, ref
+        finally:
+            sbx.kill()
+    Template.remove_tags(NAME, "stable")
+    assert "stable" not in {t.tag for t in Template.get_tags(NAME)}
+    with pytest.raises(Exception, match="stable"):  # noqa: PT011 - the SDK's NotFound flavour varies by version
+        Sandbox.create(f"{NAME}:stable")
+
+
 def test_failing_step_keeps_the_previous_version(sdk_env: CorralServer, built: dict[str, object]) -> None:
     t = every_step(built["ctx"], marker="v2", git_url="http://127.0.0.1:9/nothing.git")  # type: ignore[arg-type]
     with pytest.raises(BuildException) as err:
@@ -140,7 +156,7 @@ def test_failing_step_keeps_the_previous_version(sdk_env: CorralServer, built: d
     assert "exit code 128" in str(err.value) and "git clone" in str(err.value)
     sbx = Sandbox.create(NAME)
     try:
-        assert sbx.commands.run("cat /app/built.txt").stdout.strip() == "x-v2"
+        assert sbx.commands.run("cat /app/built.txt").stdout.strip() == "x-v3"
     finally:
         sbx.kill()
 
@@ -181,6 +197,7 @@ def test_list_get_exists_visibility_delete(sdk_env: CorralServer, built: dict[st
                        "other", "--team", "other-team")}, timeout=30)
     assert Template.exists(NAME)
     assert api.get(f"/templates/aliases/{NAME}").status_code == 403      # exists, but another team's
+    assert api.post("/v2/sandboxes", json={"templateID": NAME}).status_code == 404   # private: not theirs to start
     assert NAME not in str(api.get("/templates").json())
     mine = httpx.Client(base_url=sdk_env.api_url, headers={"X-API-KEY": __import__("os").environ["E2B_API_KEY"]})
     listed = {t["names"][0]: t for t in mine.get("/templates").json()}
@@ -196,7 +213,7 @@ def test_list_get_exists_visibility_delete(sdk_env: CorralServer, built: dict[st
     assert not Template.exists(NAME)
     sbx = Sandbox.create("it-child")       # a child keeps working: its stack names the layers, not the parent
     try:
-        assert sbx.commands.run("cat /child.txt && cat /app/built.txt").stdout.split() == ["child", "x-v2"]
+        assert sbx.commands.run("cat /child.txt && cat /app/built.txt").stdout.split() == ["child", "x-v3"]
     finally:
         sbx.kill()
 

@@ -97,3 +97,27 @@ def test_dockerfile_scan_skips_continuations_and_heredocs(tmp_path: Path) -> Non
     (tmp_path / "Dockerfile").write_text(text)
     with pytest.raises(InvalidRequestError, match="Dockerfile:8: unsupported Dockerfile instruction ONBUILD"):
         check_dockerfile(tmp_path / "Dockerfile")
+
+
+def test_copy_script_never_looks_through_symlinks_out_of_the_context(tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (tmp_path / "host").mkdir()
+    (tmp_path / "host" / "private-name").write_text("")
+    (ctx / "esc").symlink_to(tmp_path / "host")
+    with pytest.raises(InvalidRequestError, match="no uploaded file"):
+        copy_script(ctx, "esc/*", "/x/", "root", "", "/")
+    script = copy_script(ctx, "esc", "/x/", "root", "", "/")   # the link itself is copied, not listed
+    assert "private-name" not in script and "cp -a /.corral-build/esc /x/esc" in script
+
+
+def test_gc_waits_for_no_build(tmp_path: Path) -> None:
+    from corral.errors import ConflictError
+
+    store = LayerStore(tmp_path / "layers")
+    build = store.lock(exclusive=False)
+    assert build is not None and store.lock(exclusive=False) is not None   # builds share it
+    with pytest.raises(ConflictError, match="build is running"):
+        store.gc(set())
+    build.close()
+    assert store.gc(set()) == []

@@ -102,6 +102,6 @@ def gc_layers(settings: Settings) -> tuple[list[str], int]:
     for info in catalog.user.list():
         catalog.user.gc_old_versions(info.id)
     store = LayerStore(settings.data_dir / "layers")
-    sizes = {k: int(store.meta(k).get("size_bytes", 0)) for k in store.keys()}
+    sizes = {k: int(store.meta(k).get("size_bytes", 0)) for k in store.layer_keys()}
     removed = store.gc(referenced_layers(catalog.user.root, store.root))
     return removed, sum(sizes.get(k, 0) for k in removed)

@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from corral.errors import ConflictError, InvalidRequestError, NotFoundError
 from corral.ids import new_sandbox_id
 from corral.server.auth import require_team
+from corral.templates import tags as tags_mod
 from corral.templates.build_spec import BuildSpec, validate_spec
 from corral.templates.builder import uploads_path
 from corral.templates.builds import BuildRecord, BuildService
-from corral.templates import tags as tags_mod
 from corral.templates.catalog import TemplateCatalog, TemplateOwner
 from corral.templates.store import TemplateInfo
 

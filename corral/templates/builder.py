@@ -13,17 +13,18 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from corral.config import Settings
 from corral.errors import CorralError, InvalidRequestError
 from corral.runtime.layout import lower_dirs
+from corral.templates import tags as template_tags
 from corral.templates.build_sandbox import BuildRuntime, proxy_env, run_step
 from corral.templates.build_spec import META_STEPS, BuildSpec, Step, resolve_dir
 from corral.templates.catalog import OWNER_JSON, TemplateCatalog, TemplateOwner
 from corral.templates.copy_step import copy_script, unpack
 from corral.templates.image_source import image_store
 from corral.templates.layers import Layer, LayerStore, layer_key, read_lowers, write_lowers
-from corral.templates import tags as template_tags
 from corral.templates.store import TemplateInfo
 
 # Build-time only: Debian marks its python "externally managed"; E2B's pip_install(g=True) means the system python.
@@ -55,7 +56,7 @@ class BuildState:
     layer_keys: list[str] = field(default_factory=list)
 
 
-class Logger:
+class Logger(Protocol):
     """Where a build writes its log (corral.templates.builds.BuildRecord implements it)."""
 
     def log(self, level: str, message: str, step: str | None = None) -> None: ...

@@ -163,7 +163,7 @@ class BuildService:
                          f"the previous version of the template is still served", None)
             except CorralError as e:
                 rec.fail(e.message, None)
-            except Exception as e:  # noqa: BLE001 - a build must end in a status, never a hung "building"
+            except Exception as e:
                 log.exception("build %s crashed", rec.build_id)
                 rec.fail(f"internal error: {e!r}", None)
             finally:

@@ -99,7 +99,7 @@ class LayerStore:
         except (OSError, ValueError):
             return {}
 
-    def keys(self) -> list[str]:
+    def layer_keys(self) -> list[str]:
         if not self.root.is_dir():
             return []
         return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and p.is_dir())
@@ -126,7 +126,7 @@ class LayerStore:
 
     def _gc(self, referenced: set[str]) -> list[str]:
         removed = []
-        for key in self.keys():
+        for key in self.layer_keys():
             if key in referenced or rootfs_in_use(self.root / key / "root"):
                 continue
             trash = self.root / f".trash-{key}"

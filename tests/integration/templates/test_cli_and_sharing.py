@@ -74,5 +74,5 @@ def test_templates_share_their_base_layers_and_gc_frees_unused(sdk_env: CorralSe
     gc = json.loads(out.stdout)
     assert len(gc["removed"]) == 11 and gc["freed_bytes"] >= 8_000_000, gc
     assert not Template.exists("it-share-0")
-    with pytest.raises(Exception):  # noqa: B017, PT011 - the SDK's NotFound flavour varies by version
+    with pytest.raises(Exception):  # noqa: B017 - the SDK's NotFound flavour varies by version
         Sandbox.create("it-share-0")

@@ -53,7 +53,7 @@ def test_gc_keeps_referenced_and_removes_the_rest(tmp_path: Path) -> None:
     refs = referenced_layers(tmp_path / "tpl", store.root)
     assert refs == {"oneone", "twotwo"}
     assert store.gc(refs) == ["threethree"]
-    assert store.keys() == ["oneone", "twotwo"]
+    assert store.layer_keys() == ["oneone", "twotwo"]
 
 
 def test_lower_dirs_reads_the_stack(tmp_path: Path) -> None:

@@ -76,3 +76,22 @@ def test_templates_share_their_base_layers_and_gc_frees_unused(sdk_env: CorralSe
     assert not Template.exists("it-share-0")
     with pytest.raises(Exception):  # noqa: B017 - the SDK's NotFound flavour varies by version
         Sandbox.create("it-share-0")
+
+
+def test_build_in_background_status_logs_and_skip_cache(sdk_env: CorralServer) -> None:
+    t = Template().from_debian_image("bookworm").run_cmd("seq 1 150", user="root").set_envs({"K": "v"})
+    info = Template.build_in_background(t, "it-bg")
+    offset, messages = 0, []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = Template.get_build_status(info, logs_offset=offset)
+        offset += len(status.log_entries)
+        messages += [e.message for e in status.log_entries]
+        if status.status.value in ("ready", "error") and not status.log_entries:
+            break
+        time.sleep(0.2)
+    assert status.status.value == "ready", messages
+    assert [m for m in messages if m.isdigit()] == [str(i) for i in range(1, 151)]   # every line once, in order
+    logs: list[str] = []
+    Template.build(t, "it-bg", skip_cache=True, on_build_logs=lambda e: logs.append(str(e.message)))
+    assert not any(m.startswith("CACHED") for m in logs) and any(m.startswith("[1/2] RUN") for m in logs)

@@ -20,7 +20,7 @@ from corral.templates.build_spec import BuildSpec, validate_spec
 from corral.templates.builder import uploads_path
 from corral.templates.builds import BuildRecord, BuildService
 from corral.templates.catalog import TemplateCatalog, TemplateOwner
-from corral.templates.store import TemplateInfo
+from corral.templates.store import _ID_RE, TemplateInfo
 
 router = APIRouter()
 Team = Annotated[str, Depends(require_team)]
@@ -83,11 +83,9 @@ async def request_build(body: BuildRequestV3, team: Team, request: Request) -> d
         raise InvalidRequestError("name: a template name is required")
     name, tag = tags_mod.split_name(raw)
     tags = sorted({tags_mod.check_tag(t) for t in [*(body.tags or []), *([tag] if tag else [])]})
+    if not _ID_RE.match(name):
+        raise InvalidRequestError(f"name: {name!r} must be lowercase letters, digits, '-' or '_' (max 63)")
     existing = svc.catalog.check_name(name, team)   # 409 when another team (or the system) has that name
-    if existing is None:
-        from corral.templates.store import _ID_RE
-        if not _ID_RE.match(name):
-            raise InvalidRequestError(f"name: {name!r} must be lowercase letters, digits, '-' or '_' (max 63)")
     template_id = existing.id if existing is not None else new_sandbox_id()
     rec = svc.new_build(template_id, team, name, body.cpu_count or 2, body.memory_mb or 512, tags)
     public = bool(existing is not None and (o := svc.catalog.owner(existing)) and o.public)

@@ -127,7 +127,8 @@ class Builder:
     async def _step(self, i: int, n: int, step: Step, state: BuildState, forced: bool, owner: TemplateOwner,
                     log: Logger) -> None:
         label = f"[{i}/{n}] {step.describe()}"
-        key = state.parent = layer_key(state.parent, step.cache_def())
+        parent, key = state.parent, layer_key(state.parent, step.cache_def())
+        state.parent = key
         if step.type in META_STEPS:
             if step.type == "ENV":
                 state.envs.update(dict(zip(step.args[::2], step.args[1::2], strict=True)))
@@ -144,7 +145,7 @@ class Builder:
         else:
             log.log("info", label, step=str(i))
             t = time.monotonic()
-            layer = await self._execute(i, step, state, owner, log, key)
+            layer = await self._execute(i, step, state, owner, log, key, parent)
             state.built += 1
             log.log("info", f"[{i}/{n}] done in {time.monotonic() - t:.2f}s", step=str(i))
         if not layer.empty:
@@ -152,7 +153,7 @@ class Builder:
         state.layer_keys.append(key)
 
     async def _execute(self, i: int, step: Step, state: BuildState, owner: TemplateOwner, log: Logger,
-                       key: str) -> Layer:
+                       key: str, parent: str) -> Layer:
         user, cwd, context = state.user, state.workdir, None
         if step.type == "RUN":
             cmd = step.args[0]
@@ -190,7 +191,7 @@ class Builder:
         if code != 0:
             shutil.rmtree(staged, ignore_errors=True)
             raise BuildFailed(f"step {i} ({step.describe()}) failed with exit code {code}", step=str(i))
-        return self.layers.commit(key, staged, {"step": step.cache_def(), "parent": state.parent})
+        return self.layers.commit(key, staged, {"step": step.cache_def(), "parent": parent})
 
     def _install(self, spec: BuildSpec, template_id: str, owner: TemplateOwner, state: BuildState,
                  tags: list[str]) -> TemplateInfo:

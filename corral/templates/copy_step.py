@@ -18,9 +18,16 @@ def unpack(archive: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(dest, filter="tar")
+            tar.extractall(dest, filter=_no_devices)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise InvalidRequestError(f"the uploaded files for this COPY are not a readable tar archive: {e}") from e
+
+
+def _no_devices(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo:
+    """The stdlib `tar` filter (no absolute paths, nothing outside, no setuid bits), and no device nodes or fifos."""
+    if member.isdev():
+        raise tarfile.FilterError(f"{member.name}: device files cannot be copied into a template")
+    return tarfile.tar_filter(member, path)
 
 
 def copy_script(ctx: Path, src: str, dest: str, owner: str, mode: str, workdir: str) -> str:

@@ -121,3 +121,14 @@ def test_gc_waits_for_no_build(tmp_path: Path) -> None:
         store.gc(set())
     build.close()
     assert store.gc(set()) == []
+
+
+def test_unpack_refuses_device_files(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("null")
+        info.type, info.devmajor, info.devminor = tarfile.CHRTYPE, 1, 3
+        tar.addfile(info)
+    (tmp_path / "d.tar").write_bytes(buf.getvalue())
+    with pytest.raises(InvalidRequestError, match="device files"):
+        unpack(tmp_path / "d.tar", tmp_path / "out")

@@ -57,11 +57,22 @@ class Settings(BaseSettings):
     registry_pull_timeout_s: float = Field(default=600.0, gt=0)
     image_max_bytes: int = Field(default=20 * 2**30, ge=1)  # unpacked size cap for one imported image
 
+    # Size quota of each new volume in MiB: a sparse ext4 image loop-mounted as its data (0: no quota, a plain dir).
+    volume_size_mb: int = Field(default=0, ge=0)
+
+    # Custom template builds (corral/templates/builder.py): limits per step and per build, build sandbox size.
+    build_step_timeout_s: float = Field(default=600.0, gt=0)
+    build_timeout_s: float = Field(default=1800.0, gt=0)
+    build_memory_mb: int = Field(default=2048, ge=256)
+    build_disk_mb: int = Field(default=8192, ge=256)
+    build_upload_ttl_s: int = Field(default=3600, ge=10)   # lifetime of a file-upload link handed to the SDK
+    build_upload_max_mb: int = Field(default=2048, ge=1)   # largest COPY archive accepted
+    # Where upload links point (the API's own address); empty = the address the request came to.
+    public_api_url: str = ""
+
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
-    # Size quota of each new volume in MiB: a sparse ext4 image loop-mounted as its data (0: no quota, a plain dir).
-    volume_size_mb: int = Field(default=0, ge=0)
 
     @property
     def db_url(self) -> str:

@@ -123,7 +123,9 @@ class SandboxManager:
     async def create(self, req: CreateRequest) -> SandboxRecord:
         """Start a sandbox and return its row; on any failure nothing is left (no row, no route, no runtime state)."""
         self._check_timeout(req.timeout_s)
-        template = self.templates.get(req.template)  # NotFoundError -> 404 with the store's message
+        # A catalog with team-built templates answers another team's private template as not found.
+        for_team = getattr(self.templates, "get_for_team", None)
+        template = for_team(req.template, req.team_id) if for_team else self.templates.get(req.template)
         runtime_name = self._pick_runtime(req, template)
         # Pool members were started without the request's volume mounts: a create with volumes always starts cold.
         warm = (await self.pool.claim(template, runtime_name)

@@ -239,14 +239,23 @@ def doctor(data_dir: DataDir = None, as_json: JsonOut = False) -> None:
 
 @template_app.command("build")
 def template_build(
-    name: Annotated[str, typer.Argument(help="The template to build: `base` or `code-interpreter-v1`.")] = "base",
+    name: Annotated[str, typer.Argument(help="`base`, `code-interpreter-v1`, or a FILE: a Python file defining "
+                                             "`template = Template()...`, or a Dockerfile.")] = "base",
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if a cached build exists.")] = False,
     data_dir: DataDir = None,
+    as_name: Annotated[str | None, typer.Option("--name", help="FILE builds: the template's name [default: the "
+                                                              "file's stem].")] = None,
+    api_url: ApiUrl = "http://127.0.0.1:3000",
+    api_key: ApiKey = "",
 ) -> None:
-    """Build a template: `base` (Debian bookworm by debootstrap) or `code-interpreter-v1` (base + Jupyter kernels)."""
+    """Build a template: `base` (Debian bookworm by debootstrap), `code-interpreter-v1` (base + Jupyter kernels),
+    or a FILE through the running server's template API (steps cached as layers; --force rebuilds every step)."""
     from corral.templates.base import build_base_template
     from corral.templates.code_interpreter import TEMPLATE_ID, build_code_interpreter_template
 
+    if Path(name).is_file():
+        _build_file(Path(name), as_name, api_url, api_key, force)
+        return
     builders = {"base": build_base_template, TEMPLATE_ID: build_code_interpreter_template}
     if name not in builders:
         err_console.print(f"[red]unknown template {name!r}[/]: buildable: {', '.join(builders)}")
@@ -261,11 +270,73 @@ def template_build(
 
 @template_app.command("list")
 def template_list(data_dir: DataDir = None, as_json: JsonOut = False) -> None:
-    """List the templates this server can start sandboxes from."""
-    from corral.templates.store import TemplateStore
+    """List the templates this server can start sandboxes from (system ones and those teams built)."""
+    from corral.templates.catalog import TemplateCatalog
 
-    rows = [t.model_dump(mode="json") for t in TemplateStore(settings_for(data_dir)).list()]
+    catalog = TemplateCatalog(settings_for(data_dir))
+    rows = []
+    for t in [*catalog.system.list(), *catalog.user.list()]:
+        owner = catalog.owner(t)
+        row = t.model_dump(mode="json") if as_json else t.summary()
+        row["team"] = owner.team if owner else "system"
+        rows.append(row)
     print_rows(rows, as_json, title="Templates")
+
+
+@template_app.command("rm")
+def template_rm(template: Annotated[str, typer.Argument(help="A built template's id or name.")],
+                data_dir: DataDir = None) -> None:
+    """Delete a template built from a file or the SDK (its layers stay until `corral template gc`)."""
+    from corral.cli.template_cmds import remove_template
+    from corral.errors import CorralError
+
+    try:
+        console.print(f"removed {remove_template(settings_for(data_dir), template)}")
+    except CorralError as e:
+        err_console.print(f"[red]{e.message}[/]")
+        raise typer.Exit(1) from None
+
+
+@template_app.command("gc")
+def template_gc(data_dir: DataDir = None, as_json: JsonOut = False) -> None:
+    """Remove build layers that no template uses (layers of running sandboxes are kept)."""
+    from corral.cli.template_cmds import gc_layers
+    from corral.errors import CorralError
+
+    try:
+        removed, freed = gc_layers(settings_for(data_dir))
+    except CorralError as e:
+        err_console.print(f"[red]{e.message}[/]")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps({"removed": removed, "freed_bytes": freed}))
+    else:
+        console.print(f"removed {len(removed)} unused layers, {freed / 1e6:.1f} MB freed")
+
+
+def _build_file(path: Path, name: str | None, api_url: str, api_key: str, force: bool) -> None:
+    from corral.cli.template_cmds import build_file
+    from corral.errors import CorralError
+
+    api_client(api_url, api_key).close()   # exits with a hint when no key is set
+    name = name or path.stem.lower().replace(".", "-").replace("_", "-")
+    if name == "dockerfile":
+        name = path.parent.resolve().name.lower()
+    colors = {"error": "red", "warn": "yellow"}
+    try:
+        with console.status(f"building {name} from {path}…") as status:
+            def on_log(level: str, message: str) -> None:
+                if message.startswith(("[", "CACHED [")):
+                    status.update(f"{name}: {message[:100]}")
+                console.print(f"[{colors.get(level, 'default')}]{message}[/]", markup=True, highlight=False)
+            info = build_file(path, name, api_url=api_url, api_key=api_key, skip_cache=force, on_log=on_log)
+    except CorralError as e:
+        err_console.print(f"[red]{e.message}[/]")
+        raise typer.Exit(1) from None
+    except Exception as e:  # noqa: BLE001 - the SDK's BuildException and friends: show the message, no traceback
+        err_console.print(f"[red]build failed:[/] {e}")
+        raise typer.Exit(1) from None
+    console.print(f"[green]built[/] {info.name} (template {info.template_id}, build {info.build_id})")
 
 
 def main() -> None:

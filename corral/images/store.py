@@ -88,6 +88,18 @@ class ImageStore:
             return self._pull(r, log)
         raise ImageNotFoundError(self.hint(r))
 
+    def check(self, ref: str) -> None:
+        """Raise ImageNotFoundError now if resolve(ref) could not provide `ref`; never builds, pulls or waits."""
+        r = parse_ref(ref)
+        target = self._refs().get(str(r))
+        if target:
+            if not target.startswith(BUILTIN_PREFIX) and read_meta(self.root / "sha256" / target) is None:
+                raise ImageNotFoundError(f"{r.familiar} names image {target[:12]}, which is gone. " + self.hint(r))
+            return
+        if lookup(r) or registry.pull_source(self.settings, r):
+            return
+        raise ImageNotFoundError(self.hint(r))
+
     def list(self) -> builtins.list[ImageInfo]:
         """Tagged and imported images, then the built-in bases that are ready now (none is built by listing)."""
         out: builtins.list[ImageInfo] = []

@@ -23,6 +23,7 @@ MKFS_ARGS = ["-F", "-q", "-m", "0", "-O", "^has_journal", "-E", "lazy_itable_ini
 # noinit_itable: the sparse file already reads as zeros, so the kernel need not zero the inode tables (and inflate it).
 LAYER_MOUNT_OPTS = "loop,noatime,noinit_itable"
 RUNTIME_MARKER = "runtime"   # file in the sandbox dir naming the backend that owns it
+LOWERS_FILE = "lowers"       # next to a layered template's (empty) rootfs/: its overlay lower stack
 
 
 @dataclass(frozen=True)
@@ -151,12 +152,28 @@ async def create_layer(layout: SandboxLayout, disk_mb: int) -> None:
     layout.work.mkdir(exist_ok=True)
 
 
+def lower_dirs(template_rootfs: Path) -> str:
+    """The overlay lowerdir option for a template: its rootfs, or the layer stack its sibling `lowers` file names.
+
+    A layered template (corral/templates/layers.py) keeps an empty rootfs/ next to a `lowers` file, one absolute
+    directory per line, top layer first.
+    """
+    stack = template_rootfs.with_name(LOWERS_FILE)
+    if not stack.is_file():
+        return str(template_rootfs)
+    dirs = [line for line in stack.read_text().splitlines() if line.strip()]
+    missing = [d for d in dirs if not os.path.isdir(d)]
+    if not dirs or missing:
+        raise RuntimeFailure(f"template layer stack {stack} is empty or names missing layers: {missing}")
+    return ":".join(dirs)
+
+
 def mount_rootfs(layout: SandboxLayout, template_rootfs: Path, mountpoints: list[str]) -> None:
     """Overlay template_rootfs (lower) + layer/upper on rootfs/, then create `mountpoints` (they land in the upper)."""
     if not template_rootfs.is_dir():
         raise RuntimeFailure(f"template rootfs {template_rootfs} is not a directory")
     layout.rootfs.mkdir(exist_ok=True)
-    opts = f"lowerdir={template_rootfs},upperdir={layout.upper},workdir={layout.work}"
+    opts = f"lowerdir={lower_dirs(template_rootfs)},upperdir={layout.upper},workdir={layout.work}"
     _mount("overlay", layout.rootfs, "overlay", 0, opts)
     for rel in mountpoints:
         target = layout.rootfs / rel.lstrip("/")
@@ -198,7 +215,10 @@ def loops_backed_by(image: Path) -> list[str]:
 async def _detach_loops(image: Path) -> None:
     """Detach loop devices still backed by `image` (autoclear normally frees them; this covers crashes/lazy umounts)."""
     for dev in loops_backed_by(image):
-        await _run("losetup", "-d", dev)
+        rc, out = await run_cmd("losetup", "-d", dev)
+        # autoclear may free the device between the sysfs read and losetup: only a device still backed fails.
+        if rc != 0 and dev in loops_backed_by(image):
+            raise RuntimeFailure(f"losetup -d {dev} failed ({rc}): {out}")
 
 
 async def teardown(layout: SandboxLayout) -> None:

@@ -32,7 +32,7 @@ async def serve(settings: Settings) -> None:
     from corral.sandboxes import SandboxManager
     from corral.server.app import create_app
     from corral.server.gateway import Gateway
-    from corral.templates.store import TemplateStore
+    from corral.templates.catalog import TemplateCatalog
 
     if not logging.getLogger().handlers:
         # Run from the CLI: our lifecycle lines (re-attach, timeouts, teardown failures) go to stderr.
@@ -40,7 +40,7 @@ async def serve(settings: Settings) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per agent /init is noise
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = open_database(settings.db_url)
-    manager = SandboxManager(settings, make_runtimes(settings), TemplateStore(settings), db=db,
+    manager = SandboxManager(settings, make_runtimes(settings), TemplateCatalog(settings), db=db,
                              warm_pool=settings.pool_size > 0)
     gateway = Gateway(resolve=manager.route, on_activity=manager.touch, domain=settings.domain)
     app = create_app(settings, manager)
@@ -82,6 +82,9 @@ async def serve(settings: Settings) -> None:
         for sig in stop_signals:
             loop.remove_signal_handler(sig)
         await gateway.close()
+        builds = getattr(app.state, "template_builds", None)
+        if builds is not None:
+            await builds.close()
         await manager.close()
         db.close()
         log.info("Corral stopped")

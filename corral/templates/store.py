@@ -119,8 +119,9 @@ def _exchange(a: Path, b: Path) -> bool:
 class TemplateStore:
     """Templates on disk, cached in memory; the cache reloads when the directory changes (another process built one)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.root = settings.templates_dir
+    def __init__(self, settings: Settings, root: Path | None = None) -> None:
+        # `root`: another directory of templates (the user-built ones, corral/templates/catalog.py).
+        self.root = root if root is not None else settings.templates_dir
         self._lock = threading.Lock()
         self._by_id: dict[str, TemplateInfo] = {}
         self._alias_to_id: dict[str, str] = {}

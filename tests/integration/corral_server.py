@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,3 +138,15 @@ def _leftovers(data_dir: Path, sandbox_ids: list[str] | None, members: set[str])
         for top, dirs, _ in os.walk("/sys/fs/cgroup", onerror=lambda _e: None):
             found += [f"cgroup: {os.path.join(top, d)}" for d in dirs if d in wanted]
     return found
+
+
+@contextlib.contextmanager
+def started(server: CorralServer, extra: tuple[str, ...] = ()) -> Iterator[CorralServer]:
+    """Run a prepared server for a fixture's lifetime; afterwards stop it, print its log tail, remove its data dir."""
+    server.start(extra)
+    try:
+        yield server
+    finally:
+        server.stop()
+        print(server.log_tail(100))
+        shutil.rmtree(server.data_dir, ignore_errors=True)

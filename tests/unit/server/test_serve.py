@@ -44,12 +44,13 @@ async def test_serve_runs_and_stops_on_sigterm(tmp_path: Path, monkeypatch: pyte
                                                capsys: pytest.CaptureFixture[str]) -> None:
     import corral.runtime.factory
     import corral.server.gateway
-    import corral.templates.store
+    import corral.templates.catalog
     from corral.server.run import serve
 
     runtimes = {"gvisor": FakeRuntime("gvisor")}
     monkeypatch.setattr(corral.runtime.factory, "make_runtimes", lambda settings: runtimes)
-    monkeypatch.setattr(corral.templates.store, "TemplateStore", lambda settings: FakeTemplates(FakeTemplate("base")))
+    monkeypatch.setattr(corral.templates.catalog, "TemplateCatalog",
+                        lambda settings: FakeTemplates(FakeTemplate("base")))
     monkeypatch.setattr(corral.server.gateway, "Gateway", FakeGateway)
     settings = Settings(data_dir=tmp_path / "data", port=free_port(), gateway_port=free_port(), domain="d.test")
     key = create_key(settings, "serve-test")

@@ -1,0 +1,156 @@
+"""One build step in an isolated gVisor sandbox: lowers = the layers so far, its writable upper = the new layer.
+
+The sandbox runs the agent like any other; the step's command goes through `process.Process/Start` and its output is
+streamed to the build log. Afterwards every process is killed and the upper dir is copied out as the step's layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from corral.config import Settings
+from corral.errors import RuntimeFailure
+from corral.ids import new_sandbox_id
+from corral.runtime.base import SandboxSpec
+from corral.runtime.gvisor import GVisorRuntime
+from corral.runtime.layout import SandboxLayout
+from corral.runtime.procs import run_cmd
+from corral.server.agent_calls import _client, _frames
+
+log = logging.getLogger(__name__)
+
+CONTEXT_MOUNT = "/.corral-build"   # the step's files (COPY), read-only
+# Paths the sandbox machinery creates in every upper: never part of a layer.
+SCRATCH = [".corral", "run/corral", CONTEXT_MOUNT.lstrip("/")]
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+
+
+def build_network_flags() -> list[str]:
+    """How build sandboxes reach the package registries. THE one switch for the per-sandbox netns + egress policy.
+
+    Today: the host's network stack (runsc --network=host), so the machine's proxy and mirrors are reachable.
+    """
+    return ["--network=host"]
+
+
+def proxy_env() -> dict[str, str]:
+    """The machine's proxy settings, handed to every build step (apt, pip, npm and git honour them)."""
+    return {k: v for k in PROXY_VARS if (v := os.environ.get(k))}
+
+
+class BuildRuntime(GVisorRuntime):
+    """gVisor with build networking and the step's context directory bind-mounted read-only."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.context_dirs: dict[str, Path] = {}
+
+    def global_flags(self) -> list[str]:
+        return [f for f in super().global_flags() if not f.startswith("--network=")] + build_network_flags()
+
+    async def _start(self, spec: SandboxSpec, lay: SandboxLayout) -> None:
+        config = json.loads(lay.config_json.read_text())
+        # --network=host only reaches the host's stack when the spec asks for no network namespace of its own.
+        linux = config["linux"]
+        linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
+        ctx = self.context_dirs.get(spec.sandbox_id)
+        if ctx is not None:
+            (lay.rootfs / CONTEXT_MOUNT.lstrip("/")).mkdir(exist_ok=True)
+            config["mounts"].append({"destination": CONTEXT_MOUNT, "type": "bind", "source": str(ctx),
+                                     "options": ["rbind", "ro", "nosuid", "nodev"]})
+        lay.config_json.write_text(json.dumps(config, indent=1))
+        await super()._start(spec, lay)
+
+    async def freeze(self, sandbox_id: str) -> None:
+        """Kill every process of the sandbox (so nothing writes to the upper while it is copied)."""
+        await self._kill(sandbox_id)
+
+
+Log = Callable[[str, str], None]   # (level, message)
+
+
+async def run_in_sandbox(socket_path: Path, argv: list[str], *, user: str, cwd: str, envs: dict[str, str],
+                         on_output: Log) -> int:
+    """Run argv through the agent, stream stdout/stderr lines to on_output, return the exit code."""
+    request = {"process": {"cmd": argv[0], "args": argv[1:], "envs": envs, "cwd": cwd}}
+    payload = json.dumps(request).encode()
+    headers = {"Content-Type": "application/connect+json",
+               "Authorization": "Basic " + base64.b64encode(f"{user}:".encode()).decode()}
+    buf = bytearray()
+    pending = {"stdout": b"", "stderr": b""}
+
+    def emit(stream: str, data: bytes, flush: bool = False) -> None:
+        pending[stream] += data
+        *lines, pending[stream] = pending[stream].split(b"\n")
+        if flush and pending[stream]:
+            lines.append(pending[stream])
+            pending[stream] = b""
+        for line in lines:
+            on_output("info" if stream == "stdout" else "warn", line.decode(errors="replace").rstrip("\r"))
+
+    async with _client(socket_path, None) as client, client.stream(  # type: ignore[arg-type]
+            "POST", "http://agent/process.Process/Start", headers=headers,
+            content=b"\x00" + len(payload).to_bytes(4, "big") + payload) as resp:
+        if resp.status_code != 200:
+            await resp.aread()
+            raise RuntimeFailure(f"the build sandbox refused the command: {resp.status_code} {resp.text[:300]}")
+        async for chunk in resp.aiter_bytes():
+            buf += chunk
+            for flags, msg in _frames(buf):
+                if flags & 0x02:
+                    raise RuntimeFailure(f"build command failed: {msg.get('error') or 'stream ended'}")
+                event = msg.get("event") or {}
+                data = event.get("data") or {}
+                for stream in ("stdout", "stderr"):
+                    if data.get(stream):
+                        emit(stream, base64.b64decode(data[stream]))
+                end = event.get("end")
+                if end is not None:
+                    emit("stdout", b"", flush=True)
+                    emit("stderr", b"", flush=True)
+                    code = end.get("exitCode", 0)
+                    if not end.get("exited", True) and end.get("status"):
+                        on_output("warn", f"process ended: {end['status']}")
+                    return int(code if code is not None else -1)
+    raise RuntimeFailure("the build sandbox closed the command stream before the command ended")
+
+
+async def copy_out(upper: Path, dest: Path) -> None:
+    """Copy an overlay upper dir (whiteouts, opaque-dir xattrs, owners, modes) into a layer dir, minus scratch paths."""
+    for rel in SCRATCH:
+        p = upper / rel
+        if p.is_dir() and not p.is_symlink():
+            await run_cmd("rm", "-rf", "--one-file-system", str(p))
+    run_dir = upper / "run"
+    if run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()       # only there as the parent of run/corral
+    rc, out = await run_cmd("cp", "-a", "--no-target-directory", str(upper), str(dest), timeout=600)
+    if rc != 0:
+        raise RuntimeFailure(f"copying the step's layer out failed: {out[-500:]}")
+
+
+async def run_step(runtime: BuildRuntime, settings: Settings, lowers_rootfs: Path, argv: list[str], *, user: str,
+                   cwd: str, envs: dict[str, str], context: Path | None, layer_root: Path, on_output: Log) -> int:
+    """Start a build sandbox over `lowers_rootfs`, run argv, and (exit 0) copy the changes to `layer_root`."""
+    sandbox_id = new_sandbox_id()
+    spec = SandboxSpec(sandbox_id=sandbox_id, template_rootfs=lowers_rootfs, cpu_count=settings.default_cpu_count,
+                       memory_mb=settings.build_memory_mb, disk_mb=settings.build_disk_mb, hostname="corral-build")
+    if context is not None:
+        runtime.context_dirs[sandbox_id] = context
+    try:
+        handle = await runtime.create(spec)
+        code = await run_in_sandbox(handle.socket_path, argv, user=user, cwd=cwd, envs=envs, on_output=on_output)
+        if code == 0:
+            await runtime.freeze(sandbox_id)
+            layer_root.rmdir()    # cp recreates it with the upper's owner and mode
+            await copy_out(SandboxLayout(handle.sandbox_dir).upper, layer_root)
+        return code
+    finally:
+        runtime.context_dirs.pop(sandbox_id, None)
+        await asyncio.shield(runtime.destroy(sandbox_id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -46,7 +47,8 @@ def test_cgroup_hierarchies() -> None:
 
 def test_procs_find_matches_root_and_id_only(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    cmd = 'exec -a runsc-fake /bin/sh -c "sleep 30; true" "--root={}" "{}"'
+    # One process, no children: a shell that forks `sleep` briefly shows a second process with the same argv.
+    cmd = 'exec -a runsc-fake ' + sys.executable + ' -c "import time; time.sleep(30)" "--root={}" "{}"'
     mine = subprocess.Popen(["bash", "-c", cmd.format(root, "ididididididididid01")])
     other_root = subprocess.Popen(["bash", "-c", cmd.format(tmp_path / "other", "ididididididididid01")])
     try:

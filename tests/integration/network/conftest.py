@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from e2b import Sandbox
 
 from tests.integration.conftest import require_host
-from tests.integration.corral_server import CorralServer, serving
-from tests.integration.network.internet import Internet
+from tests.integration.corral_server import CorralServer, leftovers, serving
+from tests.integration.network.internet import Internet, net_info, net_leftovers
+from tests.integration.sdk.helpers import create, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +38,23 @@ def corral_server(internet: Internet) -> Iterator[CorralServer]:
     server = CorralServer(data_dir=data_dir, env={"CORRAL_NET_STATIC_HOSTS": json.dumps(internet.static_hosts)})
     with serving(server) as running:
         yield running
+
+
+@pytest.fixture
+def sandboxes(e2b: CorralServer, tier: str) -> Iterator[Callable[..., Sandbox]]:
+    """Creates sandboxes on the tier; afterwards kills them and proves no netns, veth, nft chain or other state."""
+    made: list[Sandbox] = []
+    infos = []
+
+    def make(**kwargs: Any) -> Sandbox:
+        sbx = create(tier, **kwargs)
+        made.append(sbx)
+        infos.append(net_info(e2b.data_dir, sbx.sandbox_id))
+        return sbx
+
+    yield make
+    for sbx in made:
+        sbx.kill()
+    ids = [s.sandbox_id for s in made]
+    assert wait_until(lambda: not net_leftovers(e2b.net_tag, infos) and not leftovers(e2b.data_dir, ids), 20), \
+        net_leftovers(e2b.net_tag, infos) + leftovers(e2b.data_dir, ids)

@@ -9,16 +9,15 @@ import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import httpx
 import pytest
 from e2b import Sandbox
 
-from tests.integration.corral_server import CorralServer, leftovers
-from tests.integration.network.internet import PORT, SERVE, Internet, net_info, net_leftovers
+from tests.integration.corral_server import CorralServer
+from tests.integration.network.internet import PORT, SERVE, Internet, net_info
 from tests.integration.network.probe import assert_blocked, assert_reached, fetch, probe
-from tests.integration.sdk.helpers import create, wait_until
+from tests.integration.sdk.helpers import wait_until
 
 ALL = "0.0.0.0/0"
 A, B = "site-a.test", "site-b.test"
@@ -54,26 +53,6 @@ def host_addresses() -> list[str]:
                          check=True).stdout
     return [line.split()[3].split("/")[0] for line in out.splitlines() if " lo" not in line.split()[1]
             and not line.split()[1].startswith(("ct", "veth"))]
-
-
-@pytest.fixture
-def sandboxes(e2b: CorralServer, tier: str) -> Iterator[Callable[..., Sandbox]]:
-    """Creates sandboxes on the tier; afterwards kills them and proves no netns, veth, nft chain or other state."""
-    made: list[Sandbox] = []
-    infos = []
-
-    def make(**kwargs: Any) -> Sandbox:
-        sbx = create(tier, **kwargs)
-        made.append(sbx)
-        infos.append(net_info(e2b.data_dir, sbx.sandbox_id))
-        return sbx
-
-    yield make
-    for sbx in made:
-        sbx.kill()
-    ids = [s.sandbox_id for s in made]
-    assert wait_until(lambda: not net_leftovers(e2b.net_tag, infos) and not leftovers(e2b.data_dir, ids), 20), \
-        net_leftovers(e2b.net_tag, infos) + leftovers(e2b.data_dir, ids)
 
 
 def site(internet: Internet, name: str) -> str:

@@ -1,0 +1,70 @@
+"""The sandbox proxy's policy check and a real CONNECT / absolute-URI round trip on loopback (no sandbox)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from corral.net.policy import EgressPolicy
+from corral.net.proxy import Proxy, Refused
+
+STATIC = {"site.test": "198.51.100.2", "inside.test": "10.9.9.9"}
+
+
+async def test_check_by_name_and_address() -> None:
+    proxy = Proxy(lambda ip: None, STATIC, upstream=None)
+    open_ = EgressPolicy()
+    assert await proxy.check(open_, "site.test") == "198.51.100.2"
+    assert await proxy.check(open_, "198.51.100.9") == "198.51.100.9"
+    for host in ("127.0.0.1", "169.254.169.254", "10.0.0.1", "inside.test", "localhost"):
+        with pytest.raises(Refused) as e:
+            await proxy.check(open_, host)
+        assert e.value.status == 403
+    closed = EgressPolicy.from_wire(False, {"allowOut": ["site.test"]})
+    assert await proxy.check(closed, "site.test") == "198.51.100.2"
+    with pytest.raises(Refused):
+        await proxy.check(closed, "198.51.100.9")
+    with pytest.raises(Refused):
+        await proxy.check(EgressPolicy.from_wire(True, {"denyOut": ["site.test"]}), "site.test")
+
+
+async def test_names_go_to_the_upstream_proxy_unresolved() -> None:
+    proxy = Proxy(lambda ip: None, {}, upstream="http://user:pw@proxy.invalid:3128")
+    assert await proxy.check(EgressPolicy(), "pypi.org") == "pypi.org"
+    assert b"Proxy-Authorization: Basic dXNlcjpwdw==" in proxy._upstream_auth()
+
+
+async def test_round_trips_through_a_loopback_origin() -> None:
+    async def origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\n" + head.split(b"\r\n", 1)[0])
+        await writer.drain()
+        writer.close()
+
+    srv = await asyncio.start_server(origin, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    # The origin is on loopback: allowed explicitly (and the loopback refusal is bypassed for the test only).
+    policy = EgressPolicy.from_wire(True, {"allowOut": ["127.0.0.1"]})
+    proxy = Proxy(lambda ip: ("sbx", policy), {"origin.test": "127.0.0.1"}, upstream=None)
+
+    async def no_loopback_check(p: EgressPolicy, host: str) -> str:
+        return "127.0.0.1"
+    proxy.check = no_loopback_check  # type: ignore[method-assign]
+    psrv = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+    pport = psrv.sockets[0].getsockname()[1]
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", pport)
+        w.write(f"GET http://origin.test:{port}/x?y=1 HTTP/1.1\r\nHost: origin.test\r\n\r\n".encode())
+        body = await r.read()
+        assert body.startswith(b"HTTP/1.0 200 OK") and body.endswith(b"GET /x?y=1 HTTP/1.1")
+        w.close()
+        r, w = await asyncio.open_connection("127.0.0.1", pport)
+        w.write(f"CONNECT origin.test:{port} HTTP/1.1\r\n\r\n".encode())
+        assert (await r.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        w.write(b"GET /tunnel HTTP/1.1\r\n\r\n")
+        assert (await r.read()).endswith(b"GET /tunnel HTTP/1.1")
+        w.close()
+    finally:
+        srv.close()
+        psrv.close()

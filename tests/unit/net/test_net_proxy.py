@@ -68,3 +68,37 @@ async def test_round_trips_through_a_loopback_origin() -> None:
     finally:
         srv.close()
         psrv.close()
+
+
+async def test_connect_chains_to_the_upstream_proxy() -> None:
+    seen: list[bytes] = []
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        writer.write(await reader.readexactly(5))   # echo the tunnelled bytes
+        await writer.drain()
+        writer.close()
+
+    up = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    up_port = up.sockets[0].getsockname()[1]
+    policy = EgressPolicy.from_wire(False, {"allowOut": ["registry.test"]})
+    proxy = Proxy(lambda ip: ("sbx", policy), {}, upstream=f"http://u:p@127.0.0.1:{up_port}")
+    psrv = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
+    pport = psrv.sockets[0].getsockname()[1]
+    try:
+        r, w = await asyncio.open_connection("127.0.0.1", pport)
+        w.write(b"CONNECT registry.test:443 HTTP/1.1\r\nHost: registry.test:443\r\n\r\n")
+        assert (await r.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        w.write(b"hello")
+        assert await r.readexactly(5) == b"hello"
+        w.close()
+        assert seen[0].startswith(b"CONNECT registry.test:443 HTTP/1.1\r\n") and b"Proxy-Authorization: Basic" in seen[0]
+        r, w = await asyncio.open_connection("127.0.0.1", pport)
+        w.write(b"CONNECT other.test:443 HTTP/1.1\r\n\r\n")
+        assert (await r.read()).startswith(b"HTTP/1.1 403 Forbidden")
+        w.close()
+        assert len(seen) == 1   # the denied name never reached the upstream
+    finally:
+        up.close()
+        psrv.close()

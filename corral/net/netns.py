@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,6 +20,9 @@ SANDBOX_IFACE = "eth0"
 NET_FILE = "net.json"   # in the sandbox directory: what teardown needs even after a server crash
 
 _alloc_lock = asyncio.Lock()
+# Allocation goes round the /16 instead of taking the lowest free block: a freed address is not handed to the next
+# sandbox at once (conntrack entries of the old one's flows could otherwise match the new one's traffic).
+_next_index = [random.randrange(1, 1 << 12)]
 
 
 @dataclass(frozen=True)
@@ -101,9 +105,12 @@ async def setup(settings: Settings, sandbox_dir: Path, sandbox_id: str) -> NetIn
     async with _alloc_lock:
         used = used_indexes(settings)
         # Block 0 is the service address; the host end's name is the kernel-level lock between servers.
-        index = next((i for i in range(1, blocks) if i not in used), None)
+        start = _next_index[0] % blocks or 1
+        order = [*range(start, blocks), *range(1, start)]
+        index = next((i for i in order if i not in used), None)
         if index is None:
             raise RuntimeFailure(f"no free /30 left in {settings.net_cidr}")
+        _next_index[0] = index + 1
         info = _info(settings, sandbox_id, index)
         (sandbox_dir / NET_FILE).write_text(json.dumps(asdict(info)))
         await _ip("netns", "add", info.netns)

@@ -182,7 +182,12 @@ def loops_backed_by(image: Path) -> list[str]:
 async def _detach_loops(image: Path) -> None:
     """Detach loop devices still backed by `image` (autoclear normally frees them; this covers crashes/lazy umounts)."""
     for dev in loops_backed_by(image):
-        await _run("losetup", "-d", dev)
+        try:
+            await _run("losetup", "-d", dev)
+        except RuntimeFailure:
+            # Autoclear may free it between the sysfs read and losetup (ENXIO): only a device still ours is an error.
+            if dev in loops_backed_by(image):
+                raise
 
 
 async def teardown(layout: SandboxLayout) -> None:

@@ -36,8 +36,14 @@ def corral_server(internet: Internet) -> Iterator[CorralServer]:
     """Overrides the session server: the same harness, plus static names for the test sites and no pools."""
     data_dir = Path(tempfile.mkdtemp(prefix="corral-net-"))
     server = CorralServer(data_dir=data_dir, env={"CORRAL_NET_STATIC_HOSTS": json.dumps(internet.static_hosts)})
-    with serving(server) as running:
+    with serving(server, log_lines=600) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def api_key(corral_server: CorralServer) -> str:
+    """Overrides the session key too: a session fixture caches one value, and the parent's belongs to its server."""
+    return corral_server.create_key("network")
 
 
 @pytest.fixture
@@ -56,5 +62,5 @@ def sandboxes(e2b: CorralServer, tier: str) -> Iterator[Callable[..., Sandbox]]:
     for sbx in made:
         sbx.kill()
     ids = [s.sandbox_id for s in made]
-    assert wait_until(lambda: not net_leftovers(e2b.net_tag, infos) and not leftovers(e2b.data_dir, ids), 20), \
-        net_leftovers(e2b.net_tag, infos) + leftovers(e2b.data_dir, ids)
+    assert wait_until(lambda: not net_leftovers(e2b.net_tag, infos, e2b.data_dir) and not leftovers(e2b.data_dir, ids), 20), \
+        net_leftovers(e2b.net_tag, infos, e2b.data_dir) + leftovers(e2b.data_dir, ids)

@@ -101,15 +101,18 @@ def net_info(data_dir: Path, sandbox_id: str) -> netns.NetInfo:
     return info
 
 
-def net_leftovers(net_tag: str, infos: list[netns.NetInfo]) -> list[str]:
-    """Network state killed sandboxes could leave: their netns, host veth, nft chain or sets."""
+def net_leftovers(net_tag: str, infos: list[netns.NetInfo], data_dir: Path) -> list[str]:
+    """Network state killed sandboxes could leave: their netns, host veth, nft chain or sets.
+
+    A host veth name can be reused by a newer sandbox: it is a leftover only when no live sandbox's net.json names it."""
     table = subprocess.run(["nft", "list", "table", "inet", net_tag], capture_output=True, text=True, check=False)
+    live = {i.host_iface for d in (data_dir / "sandboxes").glob("*") if (i := netns.read_info(d)) is not None}
     found = []
     for info in infos:
         if (netns.NETNS_DIR / info.netns).exists():
             found.append(f"netns: {info.netns}")
-        if Path(f"/sys/class/net/{info.host_iface}").exists():
+        if Path(f"/sys/class/net/{info.host_iface}").exists() and info.host_iface not in live:
             found.append(f"veth: {info.host_iface}")
-        if nft.chain(info.sandbox_id) in table.stdout or info.host_iface in table.stdout:
-            found.append(f"nft: {nft.chain(info.sandbox_id)} / {info.host_iface} in table inet {net_tag}")
+        if nft.chain(info.sandbox_id) in table.stdout:
+            found.append(f"nft: chain {nft.chain(info.sandbox_id)} still in table inet {net_tag}")
     return found

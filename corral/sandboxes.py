@@ -311,9 +311,10 @@ class SandboxManager:
     async def update_network(self, sandbox_id: str, team_id: str, policy: EgressPolicy) -> None:
         """Replace a running sandbox's egress policy (takes effect at once; stored for re-attach)."""
         row = self.get(sandbox_id, team_id)
-        if self.network is None:
-            raise ConflictError("networking is disabled on this server (CORRAL_NET_ENABLED=false)")
-        await self.network.apply(sandbox_id, self.runtimes[row.runtime].handle_for(sandbox_id).sandbox_dir, policy)
+        sandbox_dir = self.runtimes[row.runtime].handle_for(sandbox_id).sandbox_dir
+        if self.network is None or not self.network.has_network(sandbox_dir):
+            raise ConflictError(f"sandbox {sandbox_id} has no network (networking was off when it started)")
+        await self.network.apply(sandbox_id, sandbox_dir, policy)
         with self.db.session() as s:
             stored = s.get(SandboxRecord, sandbox_id)
             if stored is not None:
@@ -367,7 +368,7 @@ class SandboxManager:
                 except Exception:
                     log.exception("sandbox %s: no handle; treating it as dead", row.id)
                 else:
-                    if self.network is not None:
+                    if self.network is not None and self.network.has_network(handle.sandbox_dir):
                         try:
                             await self.network.apply(row.id, handle.sandbox_dir, EgressPolicy.from_json(row.network))
                         except Exception:

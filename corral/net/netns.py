@@ -113,13 +113,15 @@ async def setup(settings: Settings, sandbox_dir: Path, sandbox_id: str) -> NetIn
         _next_index[0] = index + 1
         info = _info(settings, sandbox_id, index)
         (sandbox_dir / NET_FILE).write_text(json.dumps(asdict(info)))
-        await _ip("netns", "add", info.netns)
-        await _ip("link", "add", info.host_iface, "type", "veth", "peer", "name", SANDBOX_IFACE, "netns", info.netns)
-    # Packets from the sandbox are routed (forwarded) by the host: enabled on this interface only.
+        # One `ip` for the host side; it stops at the first error (e.g. another server took the name).
+        await _ip("-batch", "-", stdin=(
+            f"netns add {info.netns}\n"
+            f"link add {info.host_iface} type veth peer name {SANDBOX_IFACE} netns {info.netns}\n"
+            f"addr add {info.host_ip}/30 dev {info.host_iface}\nlink set {info.host_iface} up\n"))
+    # Packets from the sandbox are routed (forwarded) by the host: enabled on this interface only. Nothing runs in
+    # the netns yet, so setting it after `up` loses nothing.
     Path(f"/proc/sys/net/ipv4/conf/{info.host_iface}/forwarding").write_text("1")
     Path(f"/proc/sys/net/ipv6/conf/{info.host_iface}/disable_ipv6").write_text("1")
-    await _ip("-batch", "-", stdin=f"addr add {info.host_ip}/30 dev {info.host_iface}\n"
-                                  f"link set {info.host_iface} up\n")
     await address_sandbox_end(info)
     await nft.add_sandbox(settings, info)
     return info
@@ -137,7 +139,7 @@ async def address_sandbox_end(info: NetInfo) -> None:
 async def teardown(settings: Settings, sandbox_dir: Path, sandbox_id: str) -> None:
     """Remove the nft chain/sets and the netns (its veth end goes with it, and so the host end). Idempotent."""
     info = read_info(sandbox_dir)
-    await nft.remove_sandbox(settings, sandbox_id, info.host_iface if info else None)
+    await nft.remove_sandbox(settings, sandbox_id, info)
     name = netns_name(sandbox_id)
     if (NETNS_DIR / name).exists():
         await _ip("netns", "del", name)

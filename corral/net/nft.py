@@ -55,6 +55,7 @@ add set {t} protected {{ type ipv4_addr; flags interval; }}
 flush set {t} protected
 add element {t} protected {{ {protected} }}
 add set {t} veths {{ type ifname; }}
+add set {t} sources {{ type ifname . ipv4_addr; }}
 add map {t} egress {{ type ifname : verdict; }}
 add chain {t} reject_fast
 flush chain {t} reject_fast
@@ -63,6 +64,7 @@ add rule {t} reject_fast reject with icmpx type admin-prohibited
 add chain {t} from_sandbox
 flush chain {t} from_sandbox
 add rule {t} from_sandbox ct state established,related accept
+add rule {t} from_sandbox meta nfproto ipv4 iifname . ip saddr != @sources drop
 add rule {t} from_sandbox ip daddr {svc_ip} udp dport {settings.net_dns_port} accept
 add rule {t} from_sandbox ip daddr {svc_ip} tcp dport {{ {settings.net_dns_port}, {settings.net_proxy_port} }} accept
 add rule {t} from_sandbox goto reject_fast
@@ -129,7 +131,9 @@ async def add_sandbox(settings: Settings, info: NetInfo) -> None:
     t = table(settings)
     await run(policy_script(settings, info, None)
               + f'add element {t} egress {{ "{info.host_iface}" : goto {chain(info.sandbox_id)} }}\n'
-              + f'add element {t} veths {{ "{info.host_iface}" }}\n')
+              + f'add element {t} veths {{ "{info.host_iface}" }}\n'
+              # Anti-spoofing for what reaches the host (resolver and proxy tell sandboxes apart by address).
+              + f'add element {t} sources {{ "{info.host_iface}" . {info.sandbox_ip} }}\n')
 
 
 async def set_policy(settings: Settings, info: NetInfo, policy: EgressPolicy) -> None:
@@ -149,14 +153,20 @@ async def add_resolved(settings: Settings, sandbox_id: str, allowed: bool, ips: 
     await _try(f"add element {t} {c}_{name} {{ {elems} }}\n")
 
 
-async def remove_sandbox(settings: Settings, sandbox_id: str, host_iface: str | None) -> None:
+async def remove_sandbox(settings: Settings, sandbox_id: str, info: NetInfo | None) -> None:
+    """One transaction when everything is there (the usual case); else piece by piece, tolerating what is gone."""
     t, c = table(settings), chain(sandbox_id)
-    if host_iface is not None:
-        await _try(f'delete element {t} egress {{ "{host_iface}" }}\n')
-        await _try(f'delete element {t} veths {{ "{host_iface}" }}\n')
-    await _try(f"delete chain {t} {c}\n")
-    for name in SETS:
-        await _try(f"delete set {t} {c}_{name}\n")
+    steps = []
+    if info is not None:
+        steps += [f'delete element {t} egress {{ "{info.host_iface}" }}',
+                  f'delete element {t} veths {{ "{info.host_iface}" }}',
+                  f'delete element {t} sources {{ "{info.host_iface}" . {info.sandbox_ip} }}']
+    steps += [f"delete chain {t} {c}", *(f"delete set {t} {c}_{name}" for name in SETS)]
+    try:
+        await run("\n".join(steps) + "\n")
+    except RuntimeFailure:
+        for step in steps:
+            await _try(step + "\n")
 
 
 async def remove_table(settings: Settings) -> None:

@@ -78,6 +78,11 @@ class NetworkService:
         except KeyError:
             raise NotFoundError(f"sandbox {sandbox_id} has no network") from None
 
+    @staticmethod
+    def has_network(sandbox_dir: Path) -> bool:
+        """False for a sandbox started while networking was off (it keeps running without one)."""
+        return netns.read_info(sandbox_dir) is not None
+
     async def apply(self, sandbox_id: str, sandbox_dir: Path, policy: EgressPolicy) -> None:
         """Install (or replace, atomically) the sandbox's egress rules; the resolver and proxy follow at once."""
         info = netns.read_info(sandbox_dir)

@@ -147,9 +147,8 @@ async def add_resolved(settings: Settings, sandbox_id: str, allowed: bool, ips: 
     t, c = table(settings), chain(sandbox_id)
     name = "dnsallow" if allowed else "dnsdeny"
     elems = ", ".join(f"{ip} timeout {ttl_s}s" for ip in ips)
-    # Re-adding an element that exists fails: delete first (tolerated when absent) in the same transaction is not
-    # possible, so refresh through `add` after a `delete` script.
-    await _try(f"delete element {t} {c}_{name} {{ {', '.join(ips)} }}\n")
+    # Re-adding an element that exists refreshes its timeout (measured on this kernel); a sandbox torn down
+    # meanwhile has no set any more, which is fine.
     await _try(f"add element {t} {c}_{name} {{ {elems} }}\n")
 
 

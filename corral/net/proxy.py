@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import itertools
 import logging
 import socket
+import time
 from collections.abc import Callable
 from urllib.parse import unquote, urlsplit
 
@@ -16,8 +18,22 @@ from corral.net.policy import EgressPolicy
 log = logging.getLogger(__name__)
 
 HEAD_LIMIT = 64 * 1024
+LOCAL_CACHE_S = 5.0
 CONNECT_TIMEOUT_S = 10.0
 Lookup = Callable[[str], "tuple[str, EgressPolicy] | None"]
+
+
+def local_addresses(fib_trie: str = "/proc/net/fib_trie") -> set[str]:
+    """Every IPv4 address of this host (any interface): the kernel's LOCAL routes. No fork, no netlink."""
+    found: set[str] = set()
+    try:
+        lines = open(fib_trie).read().splitlines()  # noqa: SIM115 - one small procfs read
+    except OSError:
+        return found
+    for prev, line in itertools.pairwise(lines):
+        if "/32 host LOCAL" in line:
+            found.add(prev.split()[-1])
+    return found
 
 
 class Refused(Exception):
@@ -57,6 +73,14 @@ class Proxy:
         self.lookup = lookup
         self.static = {k.lower().rstrip("."): v for k, v in static.items()}
         self.upstream = urlsplit(upstream if "://" in (upstream or "") else f"http://{upstream}") if upstream else None
+        self._local: tuple[float, set[str]] = (0.0, set())
+
+    def _is_host(self, ip: str) -> bool:
+        """The proxy dials from the host: any of the host's own addresses would reach host-only services."""
+        now = time.monotonic()
+        if now - self._local[0] > LOCAL_CACHE_S:
+            self._local = (now, local_addresses())
+        return ipaddress.IPv4Address(ip).is_loopback or ip in self._local[1]
 
     # ---- policy ----
 
@@ -68,7 +92,7 @@ class Proxy:
         except ValueError:
             is_ip = False
         if is_ip:
-            if not policy.ip_allowed(host) or ipaddress.IPv4Address(host).is_loopback:
+            if not policy.ip_allowed(host) or self._is_host(host):
                 raise Refused(403, f"egress to {host} is denied by the sandbox's network policy")
             return host
         verdict = policy.name_verdict(host)
@@ -76,7 +100,7 @@ class Proxy:
             raise Refused(403, f"egress to {host} is denied by the sandbox's network policy")
         if host in self.static:
             ip = self.static[host]
-            if not policy.ip_allowed(ip, resolved_for_allowed_name=bool(verdict)):
+            if not policy.ip_allowed(ip, resolved_for_allowed_name=bool(verdict)) or self._is_host(ip):
                 raise Refused(403, f"egress to {host} ({ip}) is denied by the sandbox's network policy")
             return ip
         if self.upstream is None or host in ("localhost",) or host.endswith(".localhost"):
@@ -88,7 +112,7 @@ class Proxy:
                     return host
                 raise Refused(502, f"cannot resolve {host}: {e}") from None
             ips = sorted({str(i[4][0]) for i in infos})
-            bad = [ip for ip in ips if ipaddress.IPv4Address(ip).is_loopback
+            bad = [ip for ip in ips if self._is_host(ip)
                    or not policy.ip_allowed(ip, resolved_for_allowed_name=bool(verdict))]
             if bad:
                 raise Refused(403, f"egress to {host} ({', '.join(bad)}) is denied by the sandbox's network policy")

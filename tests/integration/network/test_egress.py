@@ -67,6 +67,7 @@ def test_default_policy_reaches_internet_not_host(sandboxes: Callable[..., Sandb
                  f"{info.service_ip}:{e2b.port}", f"{info.service_ip}:{e2b.gateway_port}",
                  "169.254.169.254:80", *(f"{ip}:{host_service}" for ip in host_addresses())]
     results = probe(sbx, f"{A}:{PORT}", site(internet, B), *forbidden)
+    print("default policy probe (target, outcome, seconds):", results)  # the fail-fast figures of the report
     assert_reached(results, f"{A}:{PORT}", site(internet, B))
     assert_blocked(results, *forbidden)
     # The sandbox's 127.0.0.1 is its own: the host's loopback services (Corral's API, gateway) are not there.
@@ -133,6 +134,8 @@ def test_proxy_enforces_policy_by_name(sandboxes: Callable[..., Sandbox], e2b: C
     assert fetch(sbx, f"http://127.0.0.1:{e2b.port}/health", force_proxy=True).startswith("403 ")
     assert fetch(sbx, f"http://localhost:{e2b.gateway_port}/", force_proxy=True).startswith("403 ")
     assert fetch(sbx, f"http://{info.host_ip}:{host_service}/").startswith("403 ")
+    for ip in host_addresses():   # also when the host's address is not in a private range (TEST-NET here)
+        assert fetch(sbx, f"http://{ip}:{host_service}/", force_proxy=True).startswith("403 "), ip
 
 
 def test_bad_network_bodies(sandboxes: Callable[..., Sandbox], e2b: CorralServer, api_key: str) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 
 import pytest
 
 from corral.net.policy import EgressPolicy
-from corral.net.proxy import Proxy, Refused
+from corral.net.proxy import Proxy, Refused, local_addresses
 
 STATIC = {"site.test": "198.51.100.2", "inside.test": "10.9.9.9"}
 
@@ -27,6 +29,21 @@ async def test_check_by_name_and_address() -> None:
         await proxy.check(closed, "198.51.100.9")
     with pytest.raises(Refused):
         await proxy.check(EgressPolicy.from_wire(True, {"denyOut": ["site.test"]}), "site.test")
+
+
+async def test_host_addresses_are_refused_even_when_public() -> None:
+    proxy = Proxy(lambda ip: None, {}, upstream=None)
+    proxy._local = (time.monotonic(), {"203.0.113.50"})
+    with pytest.raises(Refused):
+        await proxy.check(EgressPolicy(), "203.0.113.50")
+    assert await proxy.check(EgressPolicy(), "203.0.113.51") == "203.0.113.51"
+
+
+def test_local_addresses_reads_fib_trie(tmp_path: Path) -> None:
+    trie = tmp_path / "fib_trie"
+    trie.write_text("  +-- 192.0.2.0/24 2 0 2\n     |-- 192.0.2.2\n        /32 host LOCAL\n"
+                    "     |-- 192.0.2.255\n        /32 link BROADCAST\n")
+    assert local_addresses(str(trie)) == {"192.0.2.2"}
 
 
 async def test_names_go_to_the_upstream_proxy_unresolved() -> None:

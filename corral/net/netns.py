@@ -7,6 +7,7 @@ import ipaddress
 import json
 import os
 import random
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,9 +18,11 @@ from corral.runtime.procs import run_cmd
 
 NETNS_DIR = Path("/run/netns")
 SANDBOX_IFACE = "eth0"
-NET_FILE = "net.json"   # in the sandbox directory: what teardown needs even after a server crash
+NET_FILE = "net.json"
+ALLOC_ATTEMPTS = 8   # in the sandbox directory: what teardown needs even after a server crash
 
-_alloc_lock = asyncio.Lock()
+# One allocation at a time per event loop (an asyncio.Lock belongs to one loop; tests run several).
+_alloc_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 # Allocation goes round the /16 instead of taking the lowest free block: a freed address is not handed to the next
 # sandbox at once (conntrack entries of the old one's flows could otherwise match the new one's traffic).
 _next_index = [random.randrange(1, 1 << 12)]
@@ -101,23 +104,32 @@ async def setup(settings: Settings, sandbox_dir: Path, sandbox_id: str) -> NetIn
     """Create netns `corral-<id>` with eth0 (sandbox end) and the host end, addressed, and a deny-all nft chain.
 
     net.json is written before anything exists in the kernel, so teardown always knows what to remove."""
+    await nft.ensure_table_once(settings, service_ip(settings))
     blocks = network(settings).num_addresses // 4
-    async with _alloc_lock:
-        used = used_indexes(settings)
-        # Block 0 is the service address; the host end's name is the kernel-level lock between servers.
-        start = _next_index[0] % blocks or 1
-        order = [*range(start, blocks), *range(1, start)]
-        index = next((i for i in order if i not in used), None)
-        if index is None:
-            raise RuntimeFailure(f"no free /30 left in {settings.net_cidr}")
-        _next_index[0] = index + 1
-        info = _info(settings, sandbox_id, index)
-        (sandbox_dir / NET_FILE).write_text(json.dumps(asdict(info)))
-        # One `ip` for the host side; it stops at the first error (e.g. another server took the name).
-        await _ip("-batch", "-", stdin=(
-            f"netns add {info.netns}\n"
-            f"link add {info.host_iface} type veth peer name {SANDBOX_IFACE} netns {info.netns}\n"
-            f"addr add {info.host_ip}/30 dev {info.host_iface}\nlink set {info.host_iface} up\n"))
+    async with _alloc_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
+        for attempt in range(ALLOC_ATTEMPTS):
+            used = used_indexes(settings)
+            # Block 0 is the service address; the host end's name is the kernel-level lock between processes.
+            start = _next_index[0] % blocks or 1
+            order = [*range(start, blocks), *range(1, start)]
+            index = next((i for i in order if i not in used), None)
+            if index is None:
+                raise RuntimeFailure(f"no free /30 left in {settings.net_cidr}")
+            _next_index[0] = index + 1
+            info = _info(settings, sandbox_id, index)
+            (sandbox_dir / NET_FILE).write_text(json.dumps(asdict(info)))
+            if not (NETNS_DIR / info.netns).exists():
+                await _ip("netns", "add", info.netns)
+            try:
+                await _ip("link", "add", info.host_iface, "type", "veth", "peer", "name", SANDBOX_IFACE,
+                          "netns", info.netns)
+                break
+            except RuntimeFailure as e:
+                # Another process (a second server, a runtime test) took that name between our scan and now.
+                if "File exists" not in str(e) or attempt == ALLOC_ATTEMPTS - 1:
+                    raise
+        await _ip("-batch", "-", stdin=f"addr add {info.host_ip}/30 dev {info.host_iface}\n"
+                                      f"link set {info.host_iface} up\n")
     # Packets from the sandbox are routed (forwarded) by the host: enabled on this interface only. Nothing runs in
     # the netns yet, so setting it after `up` loses nothing.
     Path(f"/proc/sys/net/ipv4/conf/{info.host_iface}/forwarding").write_text("1")

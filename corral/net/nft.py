@@ -84,6 +84,16 @@ add rule {t} postrouting ip saddr {net} ip daddr != {net} masquerade
 
 async def ensure_table(settings: Settings, svc_ip: str) -> None:
     await run(host_script(settings, svc_ip, str(ipaddress.IPv4Network(settings.net_cidr, strict=False))))
+    _ensured.add((settings.net_tag, settings.net_cidr))
+
+
+_ensured: set[tuple[str, str]] = set()
+
+
+async def ensure_table_once(settings: Settings, svc_ip: str) -> None:
+    """A runtime used without a server (tests, tools) still gets the table: its sandboxes stay deny-all."""
+    if (settings.net_tag, settings.net_cidr) not in _ensured:
+        await ensure_table(settings, svc_ip)
 
 
 def _elements(values: list[str]) -> str:
@@ -129,11 +139,19 @@ def policy_script(settings: Settings, info: NetInfo, policy: EgressPolicy | None
 async def add_sandbox(settings: Settings, info: NetInfo) -> None:
     """Deny-all chain, then hook it in (a pool member stays locked down until its creator's policy arrives)."""
     t = table(settings)
-    await run(policy_script(settings, info, None)
+    script = (policy_script(settings, info, None)
               + f'add element {t} egress {{ "{info.host_iface}" : goto {chain(info.sandbox_id)} }}\n'
               + f'add element {t} veths {{ "{info.host_iface}" }}\n'
               # Anti-spoofing for what reaches the host (resolver and proxy tell sandboxes apart by address).
               + f'add element {t} sources {{ "{info.host_iface}" . {info.sandbox_ip} }}\n')
+    try:
+        await run(script)
+    except RuntimeFailure as e:
+        # Another process removed the table when it saw no sandbox left (server stop, runtime tests): recreate.
+        if "No such file or directory" not in str(e):
+            raise
+        await ensure_table(settings, info.service_ip)
+        await run(script)
 
 
 async def set_policy(settings: Settings, info: NetInfo, policy: EgressPolicy) -> None:

@@ -160,6 +160,8 @@ def _leftovers(data_dir: Path, sandbox_ids: list[str] | None, members: set[str])
     if sandboxes.exists():
         found += [f"dir: {p}" for p in sandboxes.iterdir()]
     wanted = set(sandbox_ids or [])
+    # Their network namespaces (corral/net: /run/netns/corral-<id>; the veth pair dies with it).
+    found += [f"netns: corral-{sid}" for sid in wanted if Path(f"/run/netns/corral-{sid}").exists()]
     if wanted:
         # os.walk ignores directories that vanish mid-walk: other sandboxes' cgroups come and go while we look.
         for top, dirs, _ in os.walk("/sys/fs/cgroup", onerror=lambda _e: None):

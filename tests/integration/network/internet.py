@@ -92,7 +92,8 @@ class Internet:
 
     @property
     def static_hosts(self) -> dict[str, str]:
-        return {name: ip for name, (ip, _h) in SITES.items()}
+        # api.site-a.test: a subdomain for wildcard rules (same server).
+        return {**{name: ip for name, (ip, _h) in SITES.items()}, "api.site-a.test": SITES["site-a.test"][0]}
 
 
 def net_info(data_dir: Path, sandbox_id: str) -> netns.NetInfo:

@@ -37,6 +37,25 @@ except urllib.error.HTTPError as e:
 '''
 
 
+# argv: host:port; a CONNECT through the proxy named by HTTPS_PROXY, then a GET in the tunnel
+CONNECT = r'''
+import os, socket, sys, urllib.parse
+proxy = urllib.parse.urlsplit(os.environ["HTTPS_PROXY"])
+s = socket.create_connection((proxy.hostname, proxy.port), timeout=10)
+s.sendall(b"CONNECT " + sys.argv[1].encode() + b" HTTP/1.1\r\n\r\n")
+head = s.recv(4096).split(b"\r\n")[0].decode()
+if " 200 " in head + " ":
+    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    head += " | " + s.recv(200).split(b"\r\n")[0].decode()
+print(head)
+'''
+
+
+def connect_via_proxy(sbx: Sandbox, target: str) -> str:
+    sbx.files.write("/tmp/corral_connect.py", CONNECT)
+    return sbx.commands.run(f"python3 /tmp/corral_connect.py {target}", timeout=60).stdout.strip()
+
+
 def probe(sbx: Sandbox, *targets: str) -> dict[str, tuple[str, float]]:
     sbx.files.write(PROBE_PATH, PROBE)
     r = sbx.commands.run(f"python3 {PROBE_PATH} {' '.join(targets)}", timeout=60)

@@ -16,7 +16,7 @@ from e2b import Sandbox
 
 from tests.integration.corral_server import CorralServer
 from tests.integration.network.internet import PORT, SERVE, Internet, net_info
-from tests.integration.network.probe import assert_blocked, assert_reached, fetch, probe
+from tests.integration.network.probe import assert_blocked, assert_reached, connect_via_proxy, fetch, probe
 from tests.integration.sdk.helpers import wait_until
 
 ALL = "0.0.0.0/0"
@@ -154,3 +154,21 @@ def test_bad_network_bodies(sandboxes: Callable[..., Sandbox], e2b: CorralServer
         assert client.put("/sandboxes/aaaaaaaaaaaaaaaaaaaa/network", json={}, headers=key).status_code == 404
     # None of that changed the running sandbox's (default) policy.
     assert_reached(probe(sbx, f"{A}:{PORT}"), f"{A}:{PORT}")
+
+
+def test_wildcard_domain_learns_addresses_through_the_resolver(sandboxes: Callable[..., Sandbox],
+                                                               internet: Internet) -> None:
+    """`*.site-a.test` cannot be resolved ahead: its addresses are allowed once the sandbox looks a name up."""
+    sbx = sandboxes(network={"deny_out": [ALL], "allow_out": ["*.site-a.test"]})
+    by_ip = site(internet, A)
+    assert_blocked(probe(sbx, by_ip), by_ip)                      # nothing learned yet
+    results = probe(sbx, f"api.site-a.test:{PORT}", by_ip, f"{A}:{PORT}")
+    assert_reached(results, f"api.site-a.test:{PORT}", by_ip)     # learned from the lookup, by IP too
+    assert results[f"{A}:{PORT}"][0] == "err:gaierror"             # the apex is not covered by the wildcard
+
+
+def test_connect_through_the_proxy(sandboxes: Callable[..., Sandbox], internet: Internet) -> None:
+    sbx = sandboxes(network={"deny_out": [ALL], "allow_out": [A]})
+    assert connect_via_proxy(sbx, f"{A}:{PORT}") == "HTTP/1.1 200 Connection established | HTTP/1.0 200 OK"
+    assert connect_via_proxy(sbx, f"{B}:{PORT}").startswith("HTTP/1.1 403")
+    assert connect_via_proxy(sbx, site(internet, B)).startswith("HTTP/1.1 403")

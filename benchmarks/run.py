@@ -1,6 +1,6 @@
 """One command for Corral's benchmarks: starts a server, measures through the stock SDK, runs a peer baseline.
 
-    .venv/bin/python -m benchmarks.run [--n 30]
+    .venv/bin/python -m benchmarks.run [--n 30] [--network | --network-only]
 
 Prints a p50/p95/p99 table, the speedup against each peer, and writes benchmarks/results/latest.json.
 """
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from benchmarks.load import bench_concurrent_creates, bench_density, bench_sustained
+from benchmarks.network import bench_network
 from benchmarks.peers import bench_llm_sandbox, bench_podman_runsc, bench_runsc_do
 from benchmarks.stats import Figure, ratio_table, ratios, table
 from corral.pool import pool_member_ids
@@ -100,8 +101,16 @@ def main() -> None:
     parser.add_argument("--sustained-s", type=float, default=10.0, help="seconds of the sustained-creates figure")
     parser.add_argument("--density", type=int, default=50, help="idle sandboxes for the density figures (0: skip)")
     parser.add_argument("--peers", default="runsc,podman,llm-sandbox")
+    parser.add_argument("--network", action="store_true",
+                        help="also: cold create latency with networking (netns + nft policy) vs without, no pool")
+    parser.add_argument("--network-only", action="store_true", help="only the --network figures")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latest.json")
     args = parser.parse_args()
+    if args.network_only:
+        figures_only = bench_network(args.tiers.split(","), args.n)
+        print(table(figures_only))
+        _write(args.out, figures_only, [], {})
+        return
 
     server = CorralServer(data_dir=Path(tempfile.mkdtemp(prefix="corral-bench-")))
     server.prepare()
@@ -121,6 +130,8 @@ def main() -> None:
     finally:
         server.stop()
         shutil.rmtree(server.data_dir, ignore_errors=True)
+    if args.network:
+        figures += bench_network(args.tiers.split(","), args.n)
     peers, skipped = bench_peers([p for p in args.peers.split(",") if p], args.n, ROOTFS)
     figures += peers
     creates = {f.name.split(":")[0]: f for f in figures if "Sandbox.create() -> first" in f.name}
@@ -133,8 +144,12 @@ def main() -> None:
         print(ratio_table(rows))
     for name, why in skipped.items():
         print(f"peer {name} not measured: {why}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
+    _write(args.out, figures, rows, skipped)
+
+
+def _write(out: Path, figures: list[Figure], rows: list[dict[str, object]], skipped: dict[str, str]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "python -m benchmarks.run " + " ".join(sys.argv[1:]),
@@ -142,7 +157,7 @@ def main() -> None:
         "ratios": rows,
         "peers_skipped": skipped,
     }, indent=2))
-    print(f"\nwritten {args.out}")
+    print(f"\nwritten {out}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,13 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_AGENT_BINARY = PACKAGE_DIR / "agent" / "_bin" / "corral-agent"
 
 RuntimeName = Literal["gvisor", "runc"]
+
+
+def _env_proxy() -> str | None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
 
 
 class Settings(BaseSettings):
@@ -73,6 +81,19 @@ class Settings(BaseSettings):
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"
+    # Networking (corral/net): every sandbox gets its own netns + veth with a /30 out of net_cidr; egress is policed
+    # by the nftables table `inet <net_tag>`. The first address of net_cidr serves DNS and the HTTP(S) proxy.
+    # Two servers on one host need distinct net_cidr and net_tag (interface names are `<net_tag><hex index>`).
+    net_enabled: bool = True
+    net_cidr: str = Field(default="10.231.0.0/16", pattern=r"^\d+\.\d+\.\d+\.\d+/(1[0-9]|2[0-2])$")
+    net_tag: str = Field(default="corral", pattern=r"^[a-z][a-z0-9]{1,5}$")
+    net_dns_port: int = Field(default=53, ge=1, le=65535)
+    net_proxy_port: int = Field(default=3128, ge=1, le=65535)
+    # The machine's own proxy, which the sandbox proxy chains to (CONNECT); None: connect directly.
+    net_upstream_proxy: str | None = Field(default_factory=lambda: _env_proxy())
+    net_upstream_dns: list[str] = Field(default_factory=list)  # empty: the nameservers of /etc/resolv.conf
+    net_static_hosts: dict[str, str] = Field(default_factory=dict)  # name -> IPv4 answered by the sandbox resolver
+    net_dns_min_ttl_s: int = Field(default=60, ge=1)  # an allowed name's IPs stay allowed at least this long
 
     @property
     def db_url(self) -> str:

@@ -101,6 +101,10 @@ def run_checks(settings: Settings) -> list[Check]:
         check_binary("runc", settings.runc_binary, ["--version"], INSTALL_HINT),
         check_binary("debootstrap", "debootstrap", ["--version"], INSTALL_HINT),
         check_binary("go", "go", ["version"], INSTALL_HINT),
+        # Sandbox networking (corral/net): netns/veth, the egress table, runsc's netstack wrapper.
+        check_binary("nft", "nft", ["--version"], INSTALL_HINT),
+        check_binary("ip", "ip", ["-V"], INSTALL_HINT),
+        check_binary("unshare", "unshare", ["--version"], INSTALL_HINT),
         check_cgroups(),
         check_overlay(),
         check_loop(),

@@ -9,19 +9,23 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import delete, select
 
 from corral.config import Settings
 from corral.db import Database, SandboxRecord, SandboxVolumeMount, open_database
 from corral.db.models import utcnow
-from corral.errors import CorralError, InvalidRequestError, NotFoundError, RuntimeFailure
+from corral.errors import ConflictError, CorralError, InvalidRequestError, NotFoundError, RuntimeFailure
 from corral.ids import new_access_token, new_sandbox_id
+from corral.net.policy import EgressPolicy
 from corral.pool import PoolTemplate, WarmPool, spec_for
 from corral.runtime.base import Runtime, RuntimeHandle, VolumeBind
 from corral.server.agent_calls import init_agent, start_command, wait_ready
 from corral.server.route import Route
+
+if TYPE_CHECKING:
+    from corral.net.service import NetworkService
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +76,21 @@ class CreateRequest:
     # E2B requires a traffic token on non-envd ports only when public traffic is switched off.
     require_traffic_token: bool = False
     volumes: tuple[VolumeBind, ...] = ()   # resolved by corral.volumes.store.VolumeStore.resolve_mounts
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
 
 
 class SandboxManager:
     """All sandbox state changes go through here; the DB row and the in-memory route move together."""
 
     def __init__(self, settings: Settings, runtimes: dict[str, Runtime], templates: TemplateSource, *,
-                 db: Database | None = None, agent_init: AgentInit = init_agent, warm_pool: bool = False) -> None:
+                 db: Database | None = None, agent_init: AgentInit = init_agent, warm_pool: bool = False,
+                 network: NetworkService | None = None) -> None:
         self.settings = settings
         self.runtimes = runtimes
         self.templates = templates
         self.db = db if db is not None else open_database(settings.db_url)
         self._agent_init = agent_init
+        self.network = network   # corral.net: egress policy of networked sandboxes (None: no networking)
         # Off unless asked (the server asks when settings.pool_size > 0): embedders and unit tests see only their creates.
         self.pool: WarmPool | None = WarmPool(settings, runtimes, templates) if warm_pool else None
         self._routes: dict[str, Route] = {}
@@ -155,6 +162,8 @@ class SandboxManager:
             try:
                 async with asyncio.timeout(self.create_timeout_s):
                     handle = warm if warm is not None else await runtime.create(spec)
+                    if self.network is not None:
+                        await self.network.apply(sandbox_id, handle.sandbox_dir, req.egress)
                     await self._agent_init(handle.socket_path, init_body)
                     if template.start_cmd:
                         # E.g. the code interpreter's Jupyter server: it must run before the SDK's first call.
@@ -173,7 +182,7 @@ class SandboxManager:
                 runtime=runtime_name, state=RUNNING, cpu_count=spec.cpu_count, memory_mb=spec.memory_mb,
                 disk_mb=spec.disk_mb, metadata_=dict(req.metadata), secure=req.secure,
                 envd_access_token=envd_token, traffic_access_token=traffic_token,
-                allow_internet_access=req.allow_internet_access, started_at=now,
+                allow_internet_access=req.allow_internet_access, network=req.egress.to_json(), started_at=now,
                 end_at=now + timedelta(seconds=req.timeout_s))
             with self.db.session() as s:
                 s.add(record)
@@ -182,6 +191,8 @@ class SandboxManager:
                                              volume_name=v.volume_name) for v in req.volumes)
         except BaseException as e:
             # Shielded: a cancelled request must still not leave a half-created sandbox behind.
+            if self.network is not None:
+                self.network.forget(sandbox_id)
             await asyncio.shield(self._destroy_now(runtime_name, sandbox_id))
             if isinstance(e, CorralError) or not isinstance(e, Exception):
                 raise
@@ -294,6 +305,8 @@ class SandboxManager:
         timer = self._timers.pop(sandbox_id, None)
         if timer is not None:
             timer.cancel()
+        if self.network is not None:
+            self.network.forget(sandbox_id)
         with self.db.session() as s:
             row = s.get(SandboxRecord, sandbox_id)
             if row is None or row.state != RUNNING:
@@ -302,6 +315,19 @@ class SandboxManager:
             row.killed_at = utcnow()
             runtime_name = row.runtime
         self._spawn(self._destroy_reliably(runtime_name, sandbox_id))
+
+    async def update_network(self, sandbox_id: str, team_id: str, policy: EgressPolicy) -> None:
+        """Replace a running sandbox's egress policy (takes effect at once; stored for re-attach)."""
+        row = self.get(sandbox_id, team_id)
+        sandbox_dir = self.runtimes[row.runtime].handle_for(sandbox_id).sandbox_dir
+        if self.network is None or not self.network.has_network(sandbox_dir):
+            raise ConflictError(f"sandbox {sandbox_id} has no network (networking was off when it started)")
+        await self.network.apply(sandbox_id, sandbox_dir, policy)
+        with self.db.session() as s:
+            stored = s.get(SandboxRecord, sandbox_id)
+            if stored is not None:
+                stored.network = policy.to_json()
+                stored.allow_internet_access = policy.allow_internet
 
     async def _destroy_reliably(self, runtime_name: str, sandbox_id: str) -> None:
         runtime = self.runtimes.get(runtime_name)
@@ -350,6 +376,14 @@ class SandboxManager:
                 except Exception:
                     log.exception("sandbox %s: no handle; treating it as dead", row.id)
                 else:
+                    if self.network is not None and self.network.has_network(handle.sandbox_dir):
+                        try:
+                            await self.network.apply(row.id, handle.sandbox_dir, EgressPolicy.from_json(row.network))
+                        except Exception:
+                            log.exception("sandbox %s: cannot restore its network policy; killing it", row.id)
+                            dead.add(row.id)
+                            await self._kill(row.id)
+                            continue
                     self._register(row, handle.socket_path)
                     kept.add(row.id)
                     log.info("re-attached sandbox %s (ends %s)", row.id, row.end_at.isoformat())

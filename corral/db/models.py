@@ -78,6 +78,8 @@ class SandboxRecord(Base):
     envd_access_token: Mapped[str | None] = mapped_column(String(128), nullable=True)
     traffic_access_token: Mapped[str | None] = mapped_column(String(128), nullable=True)
     allow_internet_access: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # corral.net.policy.EgressPolicy.to_json(); NULL: the default policy (internet allowed).
+    network: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     end_at: Mapped[datetime] = mapped_column(UTCDateTime())
     killed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

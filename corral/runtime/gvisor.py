@@ -1,4 +1,5 @@
-"""gVisor backend: runsc (ptrace/systrap) with a host overlay rootfs, --network=none and a host-backed agent socket."""
+"""gVisor backend: runsc (ptrace/systrap) with a host overlay rootfs, gVisor's netstack in the sandbox's netns
+(--network=sandbox; --network=none when networking is off) and a host-backed agent socket."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from pathlib import Path
 
 from corral.config import Settings
+from corral.net.gvisor_netns import netstack_wrap
 from corral.runtime import cgroups, procs
 from corral.runtime.base import SandboxSpec
 from corral.runtime.layout import SandboxLayout
@@ -29,7 +31,7 @@ class GVisorRuntime(OciRuntime):
         return [
             f"--root={self.root}",
             f"--platform={self.settings.runsc_platform}",
-            "--network=none",
+            "--network=sandbox" if self.settings.net_enabled else "--network=none",
             "--host-uds=create",   # the agent bind()s /run/corral/agent.sock and the host must see it
             "--overlay2=none",     # writes go to our host overlay (quota'd ext4 upper), not Sentry memory
         ]
@@ -41,7 +43,11 @@ class GVisorRuntime(OciRuntime):
         self.root.mkdir(parents=True, exist_ok=True)
         # --detach: runsc returns once the sandbox runs; Sentry keeps agent.log as the agent's stdout/stderr.
         argv = self._runsc("run", "--detach", f"--bundle={lay.bundle}", spec.sandbox_id)
-        await run_detached(argv, lay.agent_log, self.ready_timeout)
+        await run_detached(self.netstack_argv(argv), lay.agent_log, self.ready_timeout)
+
+    def netstack_argv(self, argv: list[str]) -> list[str]:
+        """Wrap a `runsc run`/`runsc restore` that sets up --network=sandbox (see corral/net/gvisor_netns.py)."""
+        return netstack_wrap(argv) if self.settings.net_enabled else argv
 
     def _pids(self, sandbox_id: str) -> set[int]:
         # The cgroup holds sandbox, gofer and ptrace stubs; the /proc scan also catches processes started before

@@ -13,6 +13,7 @@ from pathlib import Path
 from corral.config import Settings
 from corral.errors import ConflictError, InvalidRequestError, RuntimeFailure
 from corral.ids import is_sandbox_id
+from corral.net.attach import attach, detach
 from corral.runtime import cgroups, layout, oci
 from corral.runtime.base import RuntimeHandle, SandboxSpec
 from corral.runtime.health import wait_ready
@@ -164,7 +165,9 @@ class OciRuntime(ABC):
                 step("layer")
                 layout.mount_rootfs(lay, Path(spec.template_rootfs), oci.MOUNTPOINTS)
                 step("overlay")
-                oci.write_bundle(spec, lay, self.settings.agent_binary, self.hardened)
+                spec, netns_path = await attach(self.settings, lay, spec)
+                step("network")
+                oci.write_bundle(spec, lay, self.settings.agent_binary, self.hardened, netns_path)
                 step("bundle")
                 await self._start(spec, lay)
                 step("start")
@@ -207,6 +210,9 @@ class OciRuntime(ABC):
         timings["kill"] = time.perf_counter() - t
         await self._delete_state(sandbox_id)
         timings["delete"] = time.perf_counter() - timings["kill"] - t
+        t1 = time.perf_counter()
+        await detach(self.settings, self._layout(sandbox_id))
+        timings["network"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         await cgroups.remove(sandbox_id)
         timings["cgroups"] = time.perf_counter() - t1

@@ -97,8 +97,10 @@ def _seccomp() -> dict[str, Any]:
     }
 
 
-def build_config(spec: SandboxSpec, layout: SandboxLayout, agent_binary: Path, hardened: bool) -> dict[str, Any]:
-    """The OCI runtime spec. `hardened` adds the runc tier's caps, masked paths and seccomp (gVisor needs none)."""
+def build_config(spec: SandboxSpec, layout: SandboxLayout, agent_binary: Path, hardened: bool,
+                 netns_path: str | None = None) -> dict[str, Any]:
+    """The OCI runtime spec. `hardened` adds the runc tier's caps, masked paths and seccomp (gVisor needs none).
+    `netns_path`: join that network namespace (corral/net) instead of a fresh empty one."""
     env = {"PATH": DEFAULT_PATH, **spec.env}
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     process: dict[str, Any] = {
@@ -117,6 +119,8 @@ def build_config(spec: SandboxSpec, layout: SandboxLayout, agent_binary: Path, h
         # No network path: a fresh, empty netns (runc); runsc runs with --network=none.
         "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount", "network")],
     }
+    if netns_path:
+        linux["namespaces"][-1]["path"] = netns_path
     # runsc gives a spec without capabilities an empty set, so both tiers name them.
     process["capabilities"] = {k: list(CAPS) for k in ("bounding", "effective", "permitted")}
     if hardened:
@@ -134,7 +138,9 @@ def build_config(spec: SandboxSpec, layout: SandboxLayout, agent_binary: Path, h
     }
 
 
-def write_bundle(spec: SandboxSpec, layout: SandboxLayout, agent_binary: Path, hardened: bool) -> Path:
+def write_bundle(spec: SandboxSpec, layout: SandboxLayout, agent_binary: Path, hardened: bool,
+                 netns_path: str | None = None) -> Path:
     layout.bundle.mkdir(exist_ok=True)
-    layout.config_json.write_text(json.dumps(build_config(spec, layout, agent_binary, hardened), indent=1))
+    config = build_config(spec, layout, agent_binary, hardened, netns_path)
+    layout.config_json.write_text(json.dumps(config, indent=1))
     return layout.config_json

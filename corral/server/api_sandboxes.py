@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from corral.errors import InvalidRequestError
+from corral.net.policy import EgressPolicy
 from corral.sandboxes import CreateRequest, SandboxManager
 from corral.server.api_models import (
     ConnectV2In,
@@ -21,6 +22,7 @@ from corral.server.api_models import (
     sandbox_out,
 )
 from corral.server.api_volumes import volume_store
+from corral.server.api_network import check_unsupported
 from corral.server.auth import require_team
 from corral.server.http_errors import error_response
 from corral.server.listing import paginate, parse_metadata_query, parse_states
@@ -52,10 +54,12 @@ def _create_request(body: NewSandboxIn, team_id: str, *, v2: bool, request: Requ
         raise InvalidRequestError("iam: workload identity is not supported by this server")
     timeout = body.timeout if body.timeout is not None else (V2_DEFAULT_TIMEOUT if v2 else V1_DEFAULT_TIMEOUT)
     allow_public = (body.network or {}).get("allowPublicTraffic")
+    check_unsupported(body.network or {}, "network")
+    egress = EgressPolicy.from_wire(body.allow_internet_access, body.network)
     return CreateRequest(
         team_id=team_id, template=body.template_id, timeout_s=timeout, metadata=dict(body.metadata or {}),
         env_vars=dict(body.env_vars or {}), secure=True if v2 else bool(body.secure),
-        allow_internet_access=body.allow_internet_access, require_traffic_token=allow_public is False,
+        allow_internet_access=body.allow_internet_access, require_traffic_token=allow_public is False, egress=egress,
         volumes=volume_store(request).resolve_mounts(
             team_id, body.volume_mounts, lambda: _manager(request).templates.get(body.template_id).rootfs))
 

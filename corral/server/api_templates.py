@@ -66,7 +66,8 @@ def _service(request: Request) -> BuildService:
         catalog = request.app.state.manager.templates
         if not isinstance(catalog, TemplateCatalog):
             catalog = TemplateCatalog(request.app.state.settings)
-        svc = request.app.state.template_builds = BuildService(request.app.state.settings, catalog)
+        svc = request.app.state.template_builds = BuildService(request.app.state.settings, catalog,
+                                                               request.app.state.manager.network)
     return svc
 
 

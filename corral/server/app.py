@@ -7,6 +7,7 @@ from fastapi import FastAPI, Response
 from corral import __version__
 from corral.config import Settings
 from corral.sandboxes import SandboxManager
+from corral.server.api_network import router as network_router
 from corral.server.api_sandboxes import router as sandboxes_router
 from corral.server.api_volumecontent import router as volumecontent_router
 from corral.server.api_volumes import router as volumes_router
@@ -31,4 +32,5 @@ def create_app(settings: Settings, manager: SandboxManager) -> FastAPI:
     app.include_router(volumes_router)
     app.include_router(volumecontent_router)
     app.include_router(templates_router)
+    app.include_router(network_router)
     return app

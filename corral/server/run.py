@@ -28,6 +28,7 @@ class _Server(uvicorn.Server):
 async def serve(settings: Settings) -> None:
     """Run Corral in the foreground; sandboxes survive a stop and are re-attached by the next start."""
     # Imported here so that unit tests of the API never need the runtime, template or gateway modules.
+    from corral.net.service import NetworkService
     from corral.runtime.factory import make_runtimes
     from corral.sandboxes import SandboxManager
     from corral.server.app import create_app
@@ -40,8 +41,9 @@ async def serve(settings: Settings) -> None:
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per agent /init is noise
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = open_database(settings.db_url)
+    network = NetworkService(settings) if settings.net_enabled else None
     manager = SandboxManager(settings, make_runtimes(settings), TemplateCatalog(settings), db=db,
-                             warm_pool=settings.pool_size > 0)
+                             warm_pool=settings.pool_size > 0, network=network)
     gateway = Gateway(resolve=manager.route, on_activity=manager.touch, domain=settings.domain)
     app = create_app(settings, manager)
     server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port,
@@ -58,6 +60,8 @@ async def serve(settings: Settings) -> None:
         server.should_exit = True
 
     try:
+        if network is not None:
+            await network.start()   # before re-attach: it re-applies the policies of surviving sandboxes
         await manager.start()
         await app.state.volumes.start()   # finishes destroys a crash interrupted, mounts quota'd volumes
         await gateway.start(settings.host, settings.gateway_port)
@@ -86,5 +90,7 @@ async def serve(settings: Settings) -> None:
         if builds is not None:
             await builds.close()
         await manager.close()
+        if network is not None:
+            await network.close()
         db.close()
         log.info("Corral stopped")

@@ -17,6 +17,9 @@ from pathlib import Path
 from corral.config import Settings
 from corral.errors import RuntimeFailure
 from corral.ids import new_sandbox_id
+from corral.net import netns
+from corral.net.policy import EgressPolicy
+from corral.net.service import NetworkService
 from corral.runtime.base import SandboxSpec
 from corral.runtime.gvisor import GVisorRuntime
 from corral.runtime.layout import SandboxLayout
@@ -31,34 +34,42 @@ SCRATCH = [".corral", "run/corral", CONTEXT_MOUNT.lstrip("/")]
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 
 
-def build_network_flags() -> list[str]:
-    """How build sandboxes reach the package registries. THE one switch for the per-sandbox netns + egress policy.
+def build_network_flags(settings: Settings) -> list[str]:
+    """How build sandboxes reach the package registries.
 
-    Today: the host's network stack (runsc --network=host), so the machine's proxy and mirrors are reachable.
+    With networking on (the default), a build sandbox is networked like any other: its own netns, gVisor's netstack,
+    and the default egress policy (the internet through Corral's proxy and resolver; never the host, its loopback
+    services, other sandboxes or private ranges). Only when the operator turned networking off do builds fall back
+    to the host's stack (runsc --network=host), so that apt/pip/npm steps can still run.
     """
-    return ["--network=host"]
+    return [] if settings.net_enabled else ["--network=host"]
 
 
 def proxy_env() -> dict[str, str]:
-    """The machine's proxy settings, handed to every build step (apt, pip, npm and git honour them)."""
+    """The machine's proxy settings, for build steps on the host's stack (with networking off only)."""
     return {k: v for k in PROXY_VARS if (v := os.environ.get(k))}
 
 
 class BuildRuntime(GVisorRuntime):
     """gVisor with build networking and the step's context directory bind-mounted read-only."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, network: NetworkService | None = None) -> None:
         super().__init__(settings)
+        self.network = network       # applies the build sandbox's egress policy (None: networking is off)
         self.context_dirs: dict[str, Path] = {}
 
     def global_flags(self) -> list[str]:
-        return [f for f in super().global_flags() if not f.startswith("--network=")] + build_network_flags()
+        flags = build_network_flags(self.settings)
+        if not flags:
+            return super().global_flags()
+        return [f for f in super().global_flags() if not f.startswith("--network=")] + flags
 
     async def _start(self, spec: SandboxSpec, lay: SandboxLayout) -> None:
         config = json.loads(lay.config_json.read_text())
-        # --network=host only reaches the host's stack when the spec asks for no network namespace of its own.
-        linux = config["linux"]
-        linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
+        if not self.settings.net_enabled:
+            # --network=host only reaches the host's stack when the spec asks for no network namespace of its own.
+            linux = config["linux"]
+            linux["namespaces"] = [ns for ns in linux["namespaces"] if ns["type"] != "network"]
         ctx = self.context_dirs.get(spec.sandbox_id)
         if ctx is not None:
             (lay.rootfs / CONTEXT_MOUNT.lstrip("/")).mkdir(exist_ok=True)
@@ -145,6 +156,10 @@ async def run_step(runtime: BuildRuntime, settings: Settings, lowers_rootfs: Pat
         runtime.context_dirs[sandbox_id] = context
     try:
         handle = await runtime.create(spec)
+        if runtime.network is not None and (info := netns.read_info(handle.sandbox_dir)) is not None:
+            # The default policy: the internet (registries) through Corral's proxy, nothing of the host's.
+            await runtime.network.apply(sandbox_id, handle.sandbox_dir, EgressPolicy())
+            envs = {**envs, **netns.proxy_env(info, settings)}
         code = await run_in_sandbox(handle.socket_path, argv, user=user, cwd=cwd, envs=envs, on_output=on_output)
         if code == 0:
             await runtime.freeze(sandbox_id)
@@ -153,4 +168,6 @@ async def run_step(runtime: BuildRuntime, settings: Settings, lowers_rootfs: Pat
         return code
     finally:
         runtime.context_dirs.pop(sandbox_id, None)
+        if runtime.network is not None:
+            runtime.network.forget(sandbox_id)
         await asyncio.shield(runtime.destroy(sandbox_id))

@@ -191,7 +191,7 @@ class Builder:
             raise BuildFailed(f"step {i}: the template has too many layers for one overlay mount; merge steps "
                               f"(e.g. several commands in one run_cmd)", step=str(i))
         staged = self.layers.staging()
-        envs = {**state.envs, **BUILD_ENV, **proxy_env()}
+        envs = {**state.envs, **BUILD_ENV, **(proxy_env() if not self.settings.net_enabled else {})}
         try:
             async with asyncio.timeout(self.settings.build_step_timeout_s):
                 code = await run_step(self.runtime, self.settings, state.scratch / "rootfs", ["/bin/bash", "-c", cmd],

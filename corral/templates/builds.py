@@ -18,6 +18,7 @@ from typing import Any
 
 from corral.config import Settings
 from corral.errors import AuthError, CorralError, NotFoundError
+from corral.net.service import NetworkService
 from corral.templates.build_sandbox import BuildRuntime
 from corral.templates.build_spec import BuildSpec
 from corral.templates.builder import Builder, BuildFailed
@@ -105,10 +106,10 @@ class UploadSigner:
 class BuildService:
     """Accepts builds, runs them one at a time in the background, answers status and logs."""
 
-    def __init__(self, settings: Settings, catalog: TemplateCatalog) -> None:
+    def __init__(self, settings: Settings, catalog: TemplateCatalog, network: NetworkService | None = None) -> None:
         self.settings = settings
         self.catalog = catalog
-        self.builder = Builder(settings, catalog, BuildRuntime(settings))
+        self.builder = Builder(settings, catalog, BuildRuntime(settings, network))
         self.signer = UploadSigner(settings)
         self.records: dict[str, BuildRecord] = {}
         self.dir = settings.data_dir / "builds"

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.corral_server import BASE_TEMPLATES, CorralServer
+from tests.integration.corral_server import BASE_TEMPLATES, CorralServer, serving
 
 
 def require_host() -> None:
@@ -30,15 +29,8 @@ def require_host() -> None:
 def corral_server() -> Iterator[CorralServer]:
     require_host()
     data_dir = Path(tempfile.mkdtemp(prefix="corral-it-"))
-    server = CorralServer(data_dir=data_dir)
-    server.prepare()
-    server.start()
-    try:
+    with serving(CorralServer(data_dir=data_dir)) as server:
         yield server
-    finally:
-        server.stop()
-        print(server.log_tail(200))
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -46,6 +47,18 @@ class CorralServer:
     gateway_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # Extra CORRAL_* settings. Every test server also gets its own sandbox network (CIDR, nft table, interface
+    # names): several servers run on one host at once.
+    env: dict[str, str] = field(default_factory=dict)
+    net_octet: int = field(default_factory=lambda: random.randrange(64, 192))
+
+    @property
+    def net_tag(self) -> str:
+        return f"ct{self.net_octet:x}"
+
+    @property
+    def net_cidr(self) -> str:
+        return f"10.{self.net_octet}.0.0/16"
 
     @property
     def api_url(self) -> str:
@@ -78,7 +91,8 @@ class CorralServer:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "corral.cli.main", "serve", "--data-dir", str(self.data_dir),
                  "--port", str(self.port), "--gateway-port", str(self.gateway_port), *extra],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "CORRAL_NET_TAG": self.net_tag, "CORRAL_NET_CIDR": self.net_cidr, **self.env})
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -99,6 +113,19 @@ class CorralServer:
         if not self.log_path or not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+
+@contextlib.contextmanager
+def serving(server: CorralServer, extra: tuple[str, ...] = (), log_lines: int = 200) -> Iterator[CorralServer]:
+    """Start `server`; on exit stop it, print its log tail and remove its data dir."""
+    server.prepare()
+    server.start(extra)
+    try:
+        yield server
+    finally:
+        server.stop()
+        print(server.log_tail(log_lines))
+        shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
 def leftovers(data_dir: Path, sandbox_ids: list[str] | None = None) -> list[str]:
@@ -133,6 +160,8 @@ def _leftovers(data_dir: Path, sandbox_ids: list[str] | None, members: set[str])
     if sandboxes.exists():
         found += [f"dir: {p}" for p in sandboxes.iterdir()]
     wanted = set(sandbox_ids or [])
+    # Their network namespaces (corral/net: /run/netns/corral-<id>; the veth pair dies with it).
+    found += [f"netns: corral-{sid}" for sid in wanted if Path(f"/run/netns/corral-{sid}").exists()]
     if wanted:
         # os.walk ignores directories that vanish mid-walk: other sandboxes' cgroups come and go while we look.
         for top, dirs, _ in os.walk("/sys/fs/cgroup", onerror=lambda _e: None):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -11,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from corral.config import Settings
+from corral.net.netns import used_indexes
+from corral.net.nft import remove_table
 from corral.runtime.lifecycle import OciRuntime
 from tests.integration.runtime.helpers import assert_no_leaks, make_runtime
 
@@ -56,8 +60,14 @@ def tiny_rootfs(work_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(work_dir: Path, agent_binary: Path) -> Settings:
-    return Settings(data_dir=work_dir / "data", agent_binary=agent_binary)
+def settings(work_dir: Path, agent_binary: Path) -> Iterator[Settings]:
+    # A network tag and range of its own (several test runs share this host); its nft table goes at the end.
+    octet = random.randrange(192, 250)
+    s = Settings(data_dir=work_dir / "data", agent_binary=agent_binary, net_tag=f"rt{octet:x}",
+                 net_cidr=f"10.{octet}.0.0/16")
+    yield s
+    if not used_indexes(s):
+        asyncio.run(remove_table(s))
 
 
 @pytest.fixture(params=["gvisor", "runc"])

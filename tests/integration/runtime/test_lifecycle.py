@@ -45,10 +45,12 @@ async def test_create_health_destroy(runtime: OciRuntime, tiny_rootfs: Path, set
     assert rc == 0, out
     assert (handle.sandbox_dir / "layer" / "upper" / "written-inside").exists()
     assert not (tiny_rootfs / "written-inside").exists()
-    # no network but loopback
+    # its own netns: loopback and eth0 (nftables deny-all until a server applies a policy; corral/net);
+    # with networking off, loopback only
     rc, out = await runtime.exec_cmd(sid, ["cat", "/proc/net/dev"])
     ifaces = {line.split(":")[0].strip() for line in out.splitlines() if ":" in line}
-    assert rc == 0 and ifaces <= {"lo"}, out
+    want = {"lo", "eth0"} if runtime.settings.net_enabled else {"lo"}
+    assert rc == 0 and ifaces - {"lo"} == want - {"lo"}, out
 
     t = time.perf_counter()
     await runtime.destroy(sid)

@@ -52,7 +52,9 @@ async def test_serve_runs_and_stops_on_sigterm(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(corral.templates.catalog, "TemplateCatalog",
                         lambda settings: FakeTemplates(FakeTemplate("base")))
     monkeypatch.setattr(corral.server.gateway, "Gateway", FakeGateway)
-    settings = Settings(data_dir=tmp_path / "data", port=free_port(), gateway_port=free_port(), domain="d.test")
+    # net_enabled=False: a unit test must not touch the host's nftables and addresses (fake runtimes have no netns).
+    settings = Settings(data_dir=tmp_path / "data", port=free_port(), gateway_port=free_port(), domain="d.test",
+                        net_enabled=False)
     key = create_key(settings, "serve-test")
 
     task = asyncio.create_task(serve(settings))

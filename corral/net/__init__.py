@@ -1,0 +1,1 @@
+"""Sandbox networking: per-sandbox netns + veth, nftables egress policy, the DNS resolver and the HTTP(S) proxy."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from benchmarks.load import bench_concurrent_creates, bench_density, bench_sustained
 from benchmarks.network import bench_network
 from benchmarks.peers import bench_llm_sandbox, bench_podman_runsc, bench_runsc_do
+from benchmarks.ports import bench_exposed_port
 from benchmarks.stats import Figure, ratio_table, ratios, table
 from corral.pool import pool_member_ids
 from tests.integration.corral_server import BASE_TEMPLATES, CorralServer
@@ -103,6 +104,9 @@ def main() -> None:
     parser.add_argument("--peers", default="runsc,podman,llm-sandbox")
     parser.add_argument("--network", action="store_true",
                         help="also: cold create latency with networking (netns + nft policy) vs without, no pool")
+    parser.add_argument("--port-s", type=float, default=5.0,
+                        help="seconds of the exposed-port throughput figure per tier (0: skip)")
+    parser.add_argument("--port-clients", type=int, default=8, help="keep-alive clients for the exposed-port figure")
     parser.add_argument("--network-only", action="store_true", help="only the --network figures")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latest.json")
     args = parser.parse_args()
@@ -121,6 +125,8 @@ def main() -> None:
                           E2B_API_KEY=server.create_key("bench"))
         for tier in args.tiers.split(","):
             figures += bench_tier(tier, args.n, server.data_dir, args.pool_size)
+            if args.port_s:
+                figures += bench_exposed_port(tier, args.port_s, args.port_clients)
         gvisor = "gvisor" in args.tiers.split(",")
         if gvisor:
             figures.append(bench_concurrent_creates("gvisor", args.concurrency, max(1, args.n // args.concurrency)))

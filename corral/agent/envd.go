@@ -58,6 +58,7 @@ func (a *agent) handleInit(w http.ResponseWriter, r *http.Request) {
 		a.defaultWorkdir = *req.DefaultWorkdir
 	}
 	a.mu.Unlock()
+	a.invalidateWarm() // its environment and user came from before this /init
 	// The timestamp is not applied: in gVisor/runc the sandbox clock is the
 	// host's clock already, and setting it would change the host's.
 	w.WriteHeader(http.StatusNoContent)

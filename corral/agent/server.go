@@ -29,7 +29,8 @@ type agent struct {
 	procs    *registry
 	watchers *watcherSet
 	cpu      cpuSampler
-	fwd      forwards // spliced in-sandbox TCP connections (forward.go)
+	fwd      forwards  // spliced in-sandbox TCP connections (forward.go)
+	warm     warmState // the next `bash -l -c` command's shell, started ahead (warmshell.go)
 }
 
 func newAgent() *agent {
@@ -96,10 +97,12 @@ func listen(spec string) (net.Listener, error) {
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	listenSpec := fs.String("listen", "unix:/run/corral/agent.sock", "unix:/path or tcp:host:port")
+	warm := fs.Bool("warm-shell", true, "keep a login shell started ahead for the default user (warmshell.go)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	a := newAgent()
+	a.warm.enabled = *warm
 	l := &endpoint{spec: *listenSpec, handler: a.handler()}
 	if err := l.open(); err != nil {
 		return err

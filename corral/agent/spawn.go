@@ -37,6 +37,11 @@ func (a *agent) spawn(req *startRequest, u *userInfo, timeout time.Duration) (*p
 		}
 		cwd = "/" // a user without a home directory still gets to run
 	}
+	if cmd, ok := warmCommand(req); ok {
+		if p, sub, ok := a.claimWarm(req, u, cwd, cmd, timeout); ok {
+			return p, sub, nil
+		}
+	}
 	path := cfg.Cmd
 	env := a.buildEnv(u, cfg.Envs)
 	if !containsSlash(path) {

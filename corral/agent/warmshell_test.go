@@ -1,0 +1,99 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWarmCommandTakesOnlyPlainLoginShellCommands(t *testing.T) {
+	yes := true
+	plain := &startRequest{Process: &processConfig{Cmd: "/bin/bash", Args: []string{"-l", "-c", "echo hi"},
+		Envs: map[string]string{"A_1": "x"}}}
+	if cmd, ok := warmCommand(plain); !ok || cmd != "echo hi" {
+		t.Fatalf("plain bash -l -c: %q %v", cmd, ok)
+	}
+	for name, req := range map[string]*startRequest{
+		"pty":      {Process: plain.Process, Pty: &ptyConfig{}},
+		"stdin":    {Process: plain.Process, Stdin: &yes},
+		"not bash": {Process: &processConfig{Cmd: "/bin/sh", Args: []string{"-l", "-c", "x"}}},
+		"no -l":    {Process: &processConfig{Cmd: "/bin/bash", Args: []string{"-c", "x"}}},
+		"bad env":  {Process: &processConfig{Cmd: "/bin/bash", Args: []string{"-l", "-c", "x"}, Envs: map[string]string{"A-B": "1"}}},
+		"digit":    {Process: &processConfig{Cmd: "/bin/bash", Args: []string{"-l", "-c", "x"}, Envs: map[string]string{"1A": "1"}}},
+	} {
+		if _, ok := warmCommand(req); ok {
+			t.Errorf("%s: taken by the warm shell", name)
+		}
+	}
+}
+
+func TestWarmScriptQuotesEverything(t *testing.T) {
+	script := string(warmScript("/tmp/it's", map[string]string{"V": "a'b $(x)"}, "echo 'q' \"$V\""))
+	want := "exec 3<&-\ncd -- '/tmp/it'\\''s' || exit 1\nexport V='a'\\''b $(x)'\neval 'echo '\\''q'\\'' \"$V\"'\n"
+	if script != want {
+		t.Fatalf("script\n%s\nwant\n%s", script, want)
+	}
+}
+
+// The warm shell runs the command with the request's cwd and env, reports its
+// exit code, and a new one is ready for the next command.
+func TestWarmShellRunsCommandsLikeBashLC(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	a := newAgent()
+	a.warm.enabled = true
+	a.refillWarm()
+	a.warm.mu.Lock()
+	first := a.warm.shell
+	a.warm.mu.Unlock()
+	if first == nil {
+		t.Fatal("no warm shell after refill")
+	}
+	root := &userInfo{Name: "root", Home: "/"}
+	run := func(cmd string, envs map[string]string, cwd string) (int, string, string, int32) {
+		req := &startRequest{Process: &processConfig{Cmd: "/bin/bash", Args: []string{"-l", "-c", cmd}, Envs: envs, Cwd: &cwd}}
+		p, sub, err := a.spawn(req, root, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out, errOut strings.Builder
+		for {
+			select {
+			case ev := <-sub.ch:
+				if ev.Data != nil {
+					out.Write(ev.Data.Stdout)
+					errOut.Write(ev.Data.Stderr)
+				}
+				if ev.End != nil {
+					return p.pid, out.String(), errOut.String(), ev.End.ExitCode
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no end event")
+			}
+		}
+	}
+	pid, out, _, code := run(`echo "$V"; pwd; exit 3`, map[string]string{"V": "it's"}, "/tmp")
+	if pid != first.pid || out != "it's\n/tmp\n" || code != 3 {
+		t.Fatalf("warm run: pid %d (warm %d) out %q code %d", pid, first.pid, out, code)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		a.warm.mu.Lock()
+		next := a.warm.shell
+		a.warm.mu.Unlock()
+		if next != nil && next.pid != first.pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new warm shell after the claim")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, _, stderr, code := run("if then", nil, "/")
+	if code != 2 || !strings.Contains(stderr, "syntax error") {
+		t.Fatalf("syntax error: code %d stderr %q", code, stderr)
+	}
+	a.invalidateWarm() // /init: the old shell goes, a new one comes
+}

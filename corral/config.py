@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     pool_idle_s: float = Field(default=600.0, gt=0)
     pool_prewarm: list[str] = Field(default_factory=lambda: ["base"])
 
+    # Pause/resume (corral/pausing.py): checkpoint images live in checkpoint_dir (default <data_dir>/checkpoints);
+    # hibernate_after_s > 0 pauses a sandbox idle that long (resumed by its next gateway request); None = off.
+    checkpoint_dir: Path | None = None
+    checkpoint_compression: Literal["none", "flate-best-speed"] = "flate-best-speed"
+    hibernate_after_s: float | None = Field(default=None, gt=0)
+
     @property
     def db_url(self) -> str:
         return f"sqlite:///{self.data_dir / 'corral.db'}"
@@ -61,6 +67,10 @@ class Settings(BaseSettings):
     @property
     def sandboxes_dir(self) -> Path:
         return self.data_dir / "sandboxes"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.checkpoint_dir if self.checkpoint_dir is not None else self.data_dir / "checkpoints"
 
     @property
     def runsc_root(self) -> Path:

@@ -7,6 +7,7 @@
     ├── InvalidRequestError(ValueError)       400: a malformed body or parameter (names the field)
     ├── ConflictError                         409: the object is in a state that forbids this
     ├── LimitExceededError                    429: a quota or limit was hit (carries retry_after)
+    ├── InsufficientStorageError(OSError)     507: no disk left for a checkpoint image (nothing changed)
     ├── SandboxTimeoutError(TimeoutError)     a sandbox or command ran past its deadline
     └── RuntimeFailure(RuntimeError)          the isolation backend failed (runsc/runc/mount/cgroup)
 
@@ -52,6 +53,10 @@ class LimitExceededError(CorralError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class InsufficientStorageError(CorralError, OSError):
+    status_code = 507
 
 
 class SandboxTimeoutError(CorralError, TimeoutError):

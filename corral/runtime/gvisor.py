@@ -89,6 +89,21 @@ class GVisorRuntime(OciRuntime):
             for argv in procs.find(self.root, sandbox_id, "runsc-sandbox", cgroups.pids(sandbox_id)).values()
         )
 
+    def checkpoint_blocker(self, sandbox_id: str) -> str | None:
+        if "--network=none" not in self.global_flags():
+            return "it uses host networking (runsc --network=host), which gVisor cannot checkpoint"
+        return None
+
+    def signal_argv(self, sandbox_id: str, sig: str) -> list[str]:
+        return self._runsc("kill", sandbox_id, sig)
+
+    def checkpoint_argv(self, sandbox_id: str, image_dir: Path) -> list[str]:
+        return self._runsc("checkpoint", f"--image-path={image_dir}",
+                           f"--compression={self.settings.checkpoint_compression}", sandbox_id)
+
+    def restore_argv(self, sandbox_id: str, image_dir: Path, lay: SandboxLayout) -> list[str]:
+        return self._runsc("restore", "--detach", f"--image-path={image_dir}", f"--bundle={lay.bundle}", sandbox_id)
+
     def exec_argv(self, sandbox_id: str, argv: list[str]) -> list[str]:
         return self._runsc("exec", sandbox_id, *argv)
 

@@ -129,10 +129,15 @@ async def create_layer(layout: SandboxLayout, disk_mb: int) -> None:
     # trees. One per 8 KiB costs 3 % of the quota in inode tables (lazily initialised, so no host disk).
     inode_ratio = ["-i", "8192"] if disk_mb >= 512 else []
     await _run("mkfs.ext4", *MKFS_ARGS, *inode_ratio, str(layout.layer_img))
-    layout.layer.mkdir(exist_ok=True)
-    await _run("mount", "-t", "ext4", "-o", LAYER_MOUNT_OPTS, str(layout.layer_img), str(layout.layer))
+    await mount_layer(layout)
     layout.upper.mkdir(exist_ok=True)
     layout.work.mkdir(exist_ok=True)
+
+
+async def mount_layer(layout: SandboxLayout) -> None:
+    """Loop-mount an existing layer.img on layer/ (create, and resume of a paused sandbox)."""
+    layout.layer.mkdir(exist_ok=True)
+    await _run("mount", "-t", "ext4", "-o", LAYER_MOUNT_OPTS, str(layout.layer_img), str(layout.layer))
 
 
 def mount_rootfs(layout: SandboxLayout, template_rootfs: Path, mountpoints: list[str]) -> None:
@@ -185,14 +190,33 @@ async def _detach_loops(image: Path) -> None:
         await _run("losetup", "-d", dev)
 
 
-async def teardown(layout: SandboxLayout) -> None:
-    """Unmount rootfs and layer, free the loop device, remove the sandbox dir. Idempotent."""
-    if not layout.dir.exists():
-        return
+async def unmount_layers(layout: SandboxLayout) -> None:
+    """Unmount rootfs and layer and free the loop device, keeping layer.img (teardown, and pause). Idempotent."""
     _umount(layout.rootfs)
     _umount(layout.layer)
     if layout.layer_img.exists():
         await _detach_loops(layout.layer_img)
+
+
+def overlay_lowerdir(path: Path) -> str | None:
+    """The lowerdir option of the overlay mounted at `path` (read before a pause unmounts it), or None."""
+    target = str(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            if _unescape(pre.split(" ", 5)[4]) != target:
+                continue
+            for opt in post.split()[2].split(","):
+                if opt.startswith("lowerdir="):
+                    return _unescape(opt[len("lowerdir="):])
+    return None
+
+
+async def teardown(layout: SandboxLayout) -> None:
+    """Unmount rootfs and layer, free the loop device, remove the sandbox dir. Idempotent."""
+    if not layout.dir.exists():
+        return
+    await unmount_layers(layout)
     # Never follow into something still mounted: rmtree would delete a template's files through a live overlay.
     for p in (layout.rootfs, layout.layer):
         if is_mountpoint(p):

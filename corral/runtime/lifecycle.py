@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import time
 from abc import ABC, abstractmethod
@@ -122,6 +123,41 @@ class OciRuntime(ABC):
         self._layout(sandbox_id)
         return await run_cmd(*self.exec_argv(sandbox_id, argv), timeout=timeout)
 
+    # --- pause/resume hooks (corral/runtime/suspend.py) -------------------------------------------------------
+
+    def checkpoint_blocker(self, sandbox_id: str) -> str | None:
+        """Why this sandbox's memory cannot be checkpointed, or None when it can (the one predicate pause asks)."""
+        return f"the {self.name} tier cannot checkpoint memory (pause it with mode 'filesystem')"
+
+    def signal_argv(self, sandbox_id: str, sig: str) -> list[str]:
+        """The host command that sends `sig` (e.g. "USR1") to the sandbox's init (the agent)."""
+        raise NotImplementedError
+
+    def checkpoint_argv(self, sandbox_id: str, image_dir: Path) -> list[str]:
+        raise NotImplementedError
+
+    def restore_argv(self, sandbox_id: str, image_dir: Path, lay: SandboxLayout) -> list[str]:
+        raise NotImplementedError
+
+    async def start_again(self, sandbox_id: str, lay: SandboxLayout) -> None:
+        """Cold-boot a stopped sandbox from its existing bundle and mounted rootfs (filesystem-only resume)."""
+        await self._start(SandboxSpec(sandbox_id=sandbox_id, template_rootfs=lay.rootfs), lay)
+
+    def layout_of(self, sandbox_id: str) -> SandboxLayout:
+        return self._layout(sandbox_id)
+
+    def lock_of(self, sandbox_id: str) -> asyncio.Lock:
+        return self._lock(sandbox_id)
+
+    async def kill_processes(self, sandbox_id: str) -> None:
+        await self._kill(sandbox_id)
+
+    async def delete_runtime_state(self, sandbox_id: str) -> None:
+        await self._delete_state(sandbox_id)
+
+    async def is_running(self, sandbox_id: str) -> bool:
+        return await self._running(sandbox_id)
+
     # --- Runtime protocol ------------------------------------------------------------------------------------
 
     def _layout(self, sandbox_id: str) -> SandboxLayout:
@@ -212,6 +248,8 @@ class OciRuntime(ABC):
         timings["cgroups"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         await layout.teardown(self._layout(sandbox_id))
+        # A paused sandbox's checkpoint image (corral/runtime/suspend.py) goes with it.
+        shutil.rmtree(self.settings.checkpoints_dir / sandbox_id, ignore_errors=True)
         timings["teardown"] = time.perf_counter() - t1
         self.last_destroy_timings = timings
 

@@ -7,7 +7,7 @@ import asyncio
 from corral.server.gateway_client import ClientConn
 from corral.server.gateway_forward import ForwardTarget
 from corral.server.gateway_upstream import UnixTarget, UpstreamPool, UpstreamTarget
-from corral.server.route import ENVD_PORT, ActivityHook, Route, RouteResolver
+from corral.server.route import ENVD_PORT, ActivityHook, Route, RouteResolver, WakeHook
 
 
 class Gateway:
@@ -18,6 +18,7 @@ class Gateway:
         resolve: RouteResolver,
         on_activity: ActivityHook | None = None,
         domain: str = "localhost",
+        wake: WakeHook | None = None,
         *,
         max_head_bytes: int = 64 * 1024,
         head_timeout: float = 10.0,
@@ -27,6 +28,7 @@ class Gateway:
     ) -> None:
         self.resolve = resolve
         self.on_activity = on_activity
+        self.wake = wake
         self.domain = domain
         self.max_head_bytes = max_head_bytes
         self.head_timeout = head_timeout

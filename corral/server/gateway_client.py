@@ -392,6 +392,11 @@ class ClientConn(asyncio.Protocol):
         except CorralError as exc:
             return await self._answer(req, exc.status_code, exc.message)
         route = gw.resolve(sandbox_id)
+        if route is None and gw.wake is not None:
+            try:
+                route = await gw.wake(sandbox_id)   # a paused sandbox: auto-resume, or a clear refusal
+            except CorralError as exc:
+                return await self._answer(req, exc.status_code, exc.message, {"sandboxId": sandbox_id})
         if route is None:
             # "was not found" is what the SDK matches to raise SandboxNotRunningException.
             return await self._answer(req, 502, f"The sandbox {sandbox_id} was not found", {"sandboxId": sandbox_id})

@@ -42,7 +42,7 @@ async def serve(settings: Settings) -> None:
     db = open_database(settings.db_url)
     manager = SandboxManager(settings, make_runtimes(settings), TemplateStore(settings), db=db,
                              warm_pool=settings.pool_size > 0)
-    gateway = Gateway(resolve=manager.route, on_activity=manager.touch, domain=settings.domain)
+    gateway = Gateway(resolve=manager.route, on_activity=manager.touch, domain=settings.domain, wake=manager.wake)
     server = _Server(uvicorn.Config(create_app(settings, manager), host=settings.host, port=settings.port,
                                     log_level="info", access_log=False, lifespan="off"))
     loop = asyncio.get_running_loop()

@@ -119,7 +119,7 @@ async def test_timestamps_are_utc_iso(client: httpx.AsyncClient) -> None:
 
 async def test_unsupported_actions_are_501_not_404(client: httpx.AsyncClient) -> None:
     sid = await make(client)
-    for action in ("pause", "snapshots", "fork"):
+    for action in ("snapshots", "fork"):
         r = await client.post(f"/sandboxes/{sid}/{action}", json={})
         assert r.status_code == 501 and action in r.json()["message"]
         assert (await client.post(f"/sandboxes/{'z' * 20}/{action}", json={})).status_code == 404

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corral.errors import ConflictError, InsufficientStorageError, RuntimeFailure
-from corral.runtime import cgroups, layout
+from corral.runtime import cgroups, layout, procs
 from corral.runtime.health import wait_ready
 from corral.runtime.layout import SandboxLayout
 from corral.runtime.lifecycle import OciRuntime, log_tail, run_detached
@@ -131,9 +131,19 @@ async def pause(rt: OciRuntime, sandbox_id: str, mode: str) -> float:
             check_free_space(rt, sandbox_id)
             shutil.rmtree(img, ignore_errors=True)
             img.mkdir(parents=True)
-            await _quiesce(rt, sandbox_id, lay)
-            rc, out = await run_cmd(*rt.checkpoint_argv(sandbox_id, img), timeout=120)
-            if rc != 0:
+            # The intent first: if the server dies from here on, settle() decides by the image's COMPLETE marker.
+            _write_atomic(lay.dir / PAUSED_FILE, json.dumps({"mode": mode, "lowerdir": lowerdir}))
+            try:
+                await _quiesce(rt, sandbox_id, lay)
+            except BaseException:
+                (lay.dir / PAUSED_FILE).unlink(missing_ok=True)
+                raise
+            # The marker is written by the same shell that ran the checkpoint, so it appears even if we die.
+            argv = ["/bin/sh", "-c", '"$@" && : > "$0"', str(img / COMPLETE_FILE),
+                    *rt.checkpoint_argv(sandbox_id, img)]
+            rc, out = await run_cmd(*argv, timeout=120)
+            if rc != 0 or not image_complete(rt, sandbox_id):
+                (lay.dir / PAUSED_FILE).unlink(missing_ok=True)
                 shutil.rmtree(img, ignore_errors=True)
                 alive = await rt.is_running(sandbox_id)
                 if alive:
@@ -144,9 +154,9 @@ async def pause(rt: OciRuntime, sandbox_id: str, mode: str) -> float:
                 if nospace and alive:
                     raise InsufficientStorageError(msg)
                 raise RuntimeFailure(msg)
-            _write_atomic(img / COMPLETE_FILE, "")
-        # Recorded before anything is stopped: from here on a crash settles to "paused" (settle()).
-        _write_atomic(lay.dir / PAUSED_FILE, json.dumps({"mode": mode, "lowerdir": lowerdir}))
+        else:
+            # Recorded before anything is stopped: from here on a crash settles to "paused" (settle()).
+            _write_atomic(lay.dir / PAUSED_FILE, json.dumps({"mode": mode, "lowerdir": lowerdir}))
         await _stop_and_unmount(rt, sandbox_id, lay)
         return time.perf_counter() - started
 
@@ -188,6 +198,7 @@ async def settle(rt: OciRuntime, sandbox_id: str) -> str:
     """After a crash mid pause/resume: make the runtime state whole again; returns "running", "paused" or "dead"."""
     lay = rt.layout_of(sandbox_id)
     async with rt.lock_of(sandbox_id):
+        await _wait_cli_done(rt, sandbox_id)
         info = paused_info(lay)
         restorable = info is not None and (info.mode == FILESYSTEM or image_complete(rt, sandbox_id))
         if await rt.is_running(sandbox_id):
@@ -206,6 +217,21 @@ async def settle(rt: OciRuntime, sandbox_id: str) -> str:
             await _stop_and_unmount(rt, sandbox_id, lay)
             return "paused"
         return "dead"
+
+
+async def _wait_cli_done(rt: OciRuntime, sandbox_id: str, timeout: float = 120.0) -> None:
+    """A crashed server's `checkpoint`/`restore` child lives on: let it finish before judging the sandbox."""
+    root = getattr(rt, "root", None)
+    if root is None:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # The runsc CLI and the shell wrapping a checkpoint (it writes the COMPLETE marker after).
+        busy = [pid for pid, argv in procs.find(root, sandbox_id, "").items()
+                if not os.path.basename(argv[0]).startswith("runsc-") and ("checkpoint" in argv or "restore" in argv)]
+        if not busy:
+            return
+        await asyncio.sleep(0.05)
 
 
 def disk_bytes(rt: OciRuntime, sandbox_id: str) -> int:

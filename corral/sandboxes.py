@@ -100,6 +100,7 @@ class SandboxManager:
         self.ready_timeout_s = 60.0  # how long a template's ready_cmd may keep failing
         self.create_timeout_s = 120.0  # runtime start + /init + start_cmd; a hung backend must not hang the API
         from corral.pausing import Pauser  # pausing imports this module's types
+        self.busy: Callable[[str], bool] = lambda _sandbox_id: False   # the gateway's in-flight check (run.py)
         self.pauser: Pauser = Pauser(self)
 
     # ---- gateway hooks (hot path: O(1), never block) ----
@@ -238,7 +239,8 @@ class SandboxManager:
 
     def idle_since(self, monotonic_t: float) -> list[str]:
         """Routed sandboxes whose last gateway request (or start) is older than `monotonic_t`."""
-        return [sid for sid in self._routes if self._last_activity.get(sid, monotonic_t) < monotonic_t]
+        return [sid for sid in self._routes
+                if self._last_activity.get(sid, monotonic_t) < monotonic_t and not self.busy(sid)]
 
     async def wake(self, sandbox_id: str) -> Route | None:
         """Gateway hook for an unrouted id: auto-resume a paused sandbox (or raise why not); None = unknown."""

@@ -43,6 +43,7 @@ async def serve(settings: Settings) -> None:
     manager = SandboxManager(settings, make_runtimes(settings), TemplateStore(settings), db=db,
                              warm_pool=settings.pool_size > 0)
     gateway = Gateway(resolve=manager.route, on_activity=manager.touch, domain=settings.domain, wake=manager.wake)
+    manager.busy = gateway.busy
     server = _Server(uvicorn.Config(create_app(settings, manager), host=settings.host, port=settings.port,
                                     log_level="info", access_log=False, lifespan="off"))
     loop = asyncio.get_running_loop()

@@ -31,6 +31,7 @@ class FakeGateway:
         self.resolve, self.on_activity, self.domain, self.wake = resolve, on_activity, domain, wake
         self.started: tuple[str, int] | None = None
         self.closed = False
+        self.busy = lambda _sandbox_id: False
         FakeGateway.instances.append(self)
 
     async def start(self, host: str, port: int) -> None:

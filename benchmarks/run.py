@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from benchmarks.load import bench_concurrent_creates, bench_density, bench_sustained
+from benchmarks.pause import bench_pause
 from benchmarks.peers import bench_llm_sandbox, bench_podman_runsc, bench_runsc_do
 from benchmarks.stats import Figure, ratio_table, ratios, table
 from corral.pool import pool_member_ids
@@ -101,7 +102,11 @@ def main() -> None:
     parser.add_argument("--density", type=int, default=50, help="idle sandboxes for the density figures (0: skip)")
     parser.add_argument("--peers", default="runsc,podman,llm-sandbox")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latest.json")
+    parser.add_argument("--pause", action="store_true",
+                        help="only the pause/resume figures (benchmarks/pause.py): pause, resume, fork, disk")
     args = parser.parse_args()
+    if args.pause:
+        args.tiers, args.peers, args.pool_size = "", "", 0
 
     server = CorralServer(data_dir=Path(tempfile.mkdtemp(prefix="corral-bench-")))
     server.prepare()
@@ -110,7 +115,9 @@ def main() -> None:
     try:
         os.environ.update(E2B_API_URL=server.api_url, E2B_SANDBOX_URL=server.sandbox_url,
                           E2B_API_KEY=server.create_key("bench"))
-        for tier in args.tiers.split(","):
+        if args.pause:
+            figures += bench_pause(args.n, server.data_dir, server.api_url, os.environ["E2B_API_KEY"])
+        for tier in [t for t in args.tiers.split(",") if t]:
             figures += bench_tier(tier, args.n, server.data_dir, args.pool_size)
         gvisor = "gvisor" in args.tiers.split(",")
         if gvisor:

@@ -95,6 +95,12 @@ class Pauser:
             self.last_timings["pause"] = await suspend.pause(rt, sandbox_id, mode)
         except BaseException as e:
             alive = await asyncio.shield(self._alive(rt, sandbox_id))
+            settled = "running" if alive else await asyncio.shield(self._settle(rt, sandbox_id))
+            if settled == "paused":
+                # The checkpoint was complete and only the cleanup after it failed (and is now done): paused.
+                log.warning("sandbox %s: pause finished only on the second try (%s)", sandbox_id, e)
+                self._set(sandbox_id, state=PAUSED, pause_mode=mode, paused_by=by, paused_at=utcnow())
+                return
             if alive and routed:
                 self._set(sandbox_id, state=RUNNING)
                 self.m.reroute(self._row(sandbox_id))
@@ -107,6 +113,13 @@ class Pauser:
             raise
         self._set(sandbox_id, state=PAUSED, pause_mode=mode, paused_by=by, paused_at=utcnow())
         log.info("sandbox %s paused (%s, by %s) in %.3fs", sandbox_id, mode, by, self.last_timings["pause"])
+
+    async def _settle(self, rt: OciRuntime, sandbox_id: str) -> str:
+        try:
+            return await suspend.settle(rt, sandbox_id)
+        except Exception:
+            log.exception("sandbox %s: settling after a failed pause failed", sandbox_id)
+            return "dead"
 
     async def _alive(self, rt: OciRuntime, sandbox_id: str) -> bool:
         try:

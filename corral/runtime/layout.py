@@ -187,7 +187,10 @@ def loops_backed_by(image: Path) -> list[str]:
 async def _detach_loops(image: Path) -> None:
     """Detach loop devices still backed by `image` (autoclear normally frees them; this covers crashes/lazy umounts)."""
     for dev in loops_backed_by(image):
-        await _run("losetup", "-d", dev)
+        rc, out = await run_cmd("losetup", "-d", dev)
+        # Autoclear may free the device between the sysfs read and losetup (ENXIO): only a device still bound fails.
+        if rc != 0 and dev in loops_backed_by(image):
+            raise RuntimeFailure(f"losetup -d {dev} failed ({rc}): {out}")
 
 
 async def unmount_layers(layout: SandboxLayout) -> None:

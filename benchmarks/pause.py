@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import httpx
 
 from benchmarks.stats import Figure
+from corral.runtime.suspend import allocated_bytes
 
 # Fills 256 MiB with incompressible bytes and keeps it (a checkpoint must write all of it).
 HOLD_256 = ("python3 -c 'import os, time\nchunks = [os.urandom(1 << 20) "
             "for _ in range(256)]\nopen(\"/tmp/ready\", \"w\").write(\"1\")\ntime.sleep(100000)\n'")
-
-
-def _disk_bytes(paths: list[Path]) -> int:
-    total = 0
-    for top in paths:
-        for dirpath, _dirs, files in os.walk(top):
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
-                except OSError:
-                    pass
-    return total
 
 
 def _cycle(api: str, key: str, sid: str, n: int, label: str, first_cmd: bool) -> list[Figure]:
@@ -65,7 +53,7 @@ def bench_pause(n: int, data_dir: Path, api: str, key: str, forks: int = 10) -> 
         # Disk of one paused idle sandbox: its directory (sparse layer.img, bundle, log) + its checkpoint image.
         with httpx.Client(base_url=api, headers={"X-API-KEY": key}, timeout=120) as client:
             assert client.post(f"/sandboxes/{idle.sandbox_id}/pause", json={}).status_code == 204
-            disk = _disk_bytes([data_dir / "sandboxes" / idle.sandbox_id, data_dir / "checkpoints" / idle.sandbox_id])
+            disk = allocated_bytes([data_dir / "sandboxes" / idle.sandbox_id, data_dir / "checkpoints" / idle.sandbox_id])
             figures.append(Figure.of("disk per paused idle sandbox", [disk / (1 << 20)], unit="MiB"))
             assert client.post(f"/v2/sandboxes/{idle.sandbox_id}/connect", json={"timeout": 600}).status_code == 201
         if forks:
@@ -95,7 +83,7 @@ def bench_pause(n: int, data_dir: Path, api: str, key: str, forks: int = 10) -> 
         figures += _cycle(api, key, big.sandbox_id, max(3, n // 3), "holding 256 MiB", first_cmd=False)
         with httpx.Client(base_url=api, headers={"X-API-KEY": key}, timeout=120) as client:
             assert client.post(f"/sandboxes/{big.sandbox_id}/pause", json={}).status_code == 204
-            disk = _disk_bytes([data_dir / "checkpoints" / big.sandbox_id])
+            disk = allocated_bytes([data_dir / "checkpoints" / big.sandbox_id])
             figures.append(Figure.of("checkpoint image of a sandbox holding 256 MiB", [disk / (1 << 20)], unit="MiB"))
     finally:
         big.kill()

@@ -236,8 +236,13 @@ async def _wait_cli_done(rt: OciRuntime, sandbox_id: str, timeout: float = 120.0
 
 def disk_bytes(rt: OciRuntime, sandbox_id: str) -> int:
     """Host disk a paused sandbox holds (allocated blocks of its files, sparse layer.img included)."""
+    return allocated_bytes([rt.layout_of(sandbox_id).dir, image_dir(rt, sandbox_id)])
+
+
+def allocated_bytes(paths: list[Path]) -> int:
+    """Disk blocks allocated to every file under `paths` (what sparse files really cost)."""
     total = 0
-    for top in (rt.layout_of(sandbox_id).dir, image_dir(rt, sandbox_id)):
+    for top in paths:
         for dirpath, _dirs, files in os.walk(top):
             for name in files:
                 try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from corral.db import SandboxRecord
@@ -40,10 +40,10 @@ class Pauser:
         self._hibernator: asyncio.Task[None] | None = None
         self.last_timings: dict[str, float] = {}   # seconds of the last pause/resume at the runtime level
 
-    def _lock(self, sandbox_id: str) -> asyncio.Lock:
+    def lock(self, sandbox_id: str) -> asyncio.Lock:
         return self._locks.setdefault(sandbox_id, asyncio.Lock())
 
-    def _row(self, sandbox_id: str) -> SandboxRecord | None:
+    def row(self, sandbox_id: str) -> SandboxRecord | None:
         with self.m.db.session() as s:
             return s.get(SandboxRecord, sandbox_id)
 
@@ -67,13 +67,13 @@ class Pauser:
     async def pause(self, sandbox_id: str, team_id: str, *, memory: bool | None = None, by: str = "api") -> None:
         """Pause a running sandbox (409 when already paused or when it cannot be checkpointed; it keeps running)."""
         self.m.get(sandbox_id, team_id, states=VISIBLE)
-        async with self._lock(sandbox_id):
-            row = self._row(sandbox_id)
+        async with self.lock(sandbox_id):
+            row = self.row(sandbox_id)
             if row is None or row.state == "killed":
                 raise NotFoundError(f"sandbox {sandbox_id!r} not found")
             if row.state != RUNNING:
                 raise ConflictError(f"sandbox {sandbox_id} is already paused")
-            await self._pause_locked(row, memory, by)
+            await self.pause_locked(row, memory, by)
 
     def _mode(self, rt: OciRuntime, row: SandboxRecord, memory: bool | None) -> str:
         if memory is False:
@@ -85,7 +85,7 @@ class Pauser:
             return suspend.FILESYSTEM   # runc has no memory checkpoints: its pause is filesystem-only, and says so
         raise ConflictError(f"pause: sandbox {row.id} cannot be checkpointed: {blocker}; it keeps running")
 
-    async def _pause_locked(self, row: SandboxRecord, memory: bool | None, by: str) -> None:
+    async def pause_locked(self, row: SandboxRecord, memory: bool | None, by: str) -> None:
         rt = self._runtime(row)
         mode = self._mode(rt, row, memory)
         sandbox_id = row.id
@@ -102,8 +102,7 @@ class Pauser:
                 self._set(sandbox_id, state=PAUSED, pause_mode=mode, paused_by=by, paused_at=utcnow())
                 return
             if alive and routed:
-                self._set(sandbox_id, state=RUNNING)
-                self.m.reroute(self._row(sandbox_id))
+                self.m.reroute(self._set(sandbox_id, state=RUNNING))
             else:
                 log.error("sandbox %s died during a failed pause (%s); killing it", sandbox_id, e)
                 self._set(sandbox_id, state=RUNNING)
@@ -124,7 +123,7 @@ class Pauser:
     async def _alive(self, rt: OciRuntime, sandbox_id: str) -> bool:
         try:
             return await rt.is_running(sandbox_id)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a runtime that cannot tell: treat the sandbox as gone
             return False
 
     # ---- resume ----
@@ -132,15 +131,15 @@ class Pauser:
     async def resume(self, sandbox_id: str, team_id: str, timeout_s: int) -> tuple[SandboxRecord, bool]:
         """Running: extend its end (only) and say False. Paused: bring it back, end = now + timeout, say True."""
         self.m.get(sandbox_id, team_id, states=VISIBLE)
-        async with self._lock(sandbox_id):
-            row = self._row(sandbox_id)
+        async with self.lock(sandbox_id):
+            row = self.row(sandbox_id)
             if row is None or row.state == "killed":
                 raise NotFoundError(f"sandbox {sandbox_id!r} not found")
             if row.state == RUNNING:
                 return self.m.extend(sandbox_id, team_id, timeout_s), False
-            return await self._resume_locked(row, timeout_s), True
+            return await self.resume_locked(row, timeout_s), True
 
-    async def _resume_locked(self, row: SandboxRecord, timeout_s: int) -> SandboxRecord:
+    async def resume_locked(self, row: SandboxRecord, timeout_s: int, end_at: datetime | None = None) -> SandboxRecord:
         rt = self._runtime(row)
         sandbox_id = row.id
         self._set(sandbox_id, state=RESUMING)
@@ -152,7 +151,7 @@ class Pauser:
             self._set(sandbox_id, state=PAUSED)
             raise
         row = self._set(sandbox_id, state=RUNNING, pause_mode=None, paused_by=None, paused_at=None,
-                        end_at=utcnow() + timedelta(seconds=timeout_s))
+                        end_at=end_at or utcnow() + timedelta(seconds=timeout_s))
         self.m.reroute(row)
         log.info("sandbox %s resumed in %.3fs", sandbox_id, self.last_timings["resume"])
         return row
@@ -161,14 +160,14 @@ class Pauser:
 
     async def wake(self, sandbox_id: str) -> Route | None:
         """Gateway hook for a sandbox with no route: resume it when it may be resumed by traffic, else say why not."""
-        row = self._row(sandbox_id)
+        row = self.row(sandbox_id)
         if row is None or row.state not in (PAUSED, PAUSING, RESUMING):
             return None
         may_wake = row.paused_by == "hibernate" or row.auto_resume
         if not may_wake and row.state != RESUMING:
             raise ConflictError(f"The sandbox {sandbox_id} is paused; resume it with Sandbox.connect() first")
-        async with self._lock(sandbox_id):
-            row = self._row(sandbox_id)
+        async with self.lock(sandbox_id):
+            row = self.row(sandbox_id)
             if row is None or row.state == "killed":
                 return None
             if row.state == PAUSED:
@@ -179,12 +178,12 @@ class Pauser:
                                         f"Sandbox.connect() (auto-resume never reboots a sandbox)")
                 # Hibernated: the time it had left; paused at its timeout: a fresh default timeout.
                 left = int((row.end_at - row.paused_at).total_seconds()) if row.paused_at else 0
-                await self._resume_locked(row, left if left >= 15 else self.m.settings.default_timeout_s)
+                await self.resume_locked(row, left if left >= 15 else self.m.settings.default_timeout_s)
         return self.m.route(sandbox_id)
 
     def on_timeout(self, sandbox_id: str) -> bool:
         """Timer hook: True when the sandbox pauses instead of dying at its timeout (the pause runs in the background)."""
-        row = self._row(sandbox_id)
+        row = self.row(sandbox_id)
         if row is None or row.on_timeout != "pause":
             return False
         self.m.spawn(self._pause_background(sandbox_id, "timeout"))
@@ -192,10 +191,10 @@ class Pauser:
 
     async def _pause_background(self, sandbox_id: str, by: str) -> None:
         try:
-            async with self._lock(sandbox_id):
-                row = self._row(sandbox_id)
+            async with self.lock(sandbox_id):
+                row = self.row(sandbox_id)
                 if row is not None and row.state == RUNNING:
-                    await self._pause_locked(row, None, by)
+                    await self.pause_locked(row, None, by)
         except CorralError as e:
             log.warning("sandbox %s: %s pause failed: %s", sandbox_id, by, e)
             if by == "timeout":
@@ -216,7 +215,7 @@ class Pauser:
             await asyncio.sleep(min(5.0, idle_s / 4))
             now = time.monotonic()
             for sandbox_id in self.m.idle_since(now - idle_s):
-                row = self._row(sandbox_id)
+                row = self.row(sandbox_id)
                 if row is None or row.state != RUNNING:
                     continue
                 rt = self.m.runtimes.get(row.runtime)

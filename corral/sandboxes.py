@@ -102,6 +102,8 @@ class SandboxManager:
         from corral.pausing import Pauser  # pausing imports this module's types
         self.busy: Callable[[str], bool] = lambda _sandbox_id: False   # the gateway's in-flight check (run.py)
         self.pauser: Pauser = Pauser(self)
+        from corral.snapshots import Snapshots
+        self.snapshots = Snapshots(self)
 
     # ---- gateway hooks (hot path: O(1), never block) ----
 
@@ -131,7 +133,13 @@ class SandboxManager:
     async def create(self, req: CreateRequest) -> SandboxRecord:
         """Start a sandbox and return its row; on any failure nothing is left (no row, no route, no runtime state)."""
         self._check_timeout(req.timeout_s)
-        template = self.templates.get(req.template)  # NotFoundError -> 404 with the store's message
+        try:
+            template = self.templates.get(req.template)  # NotFoundError -> 404 with the store's message
+        except NotFoundError:
+            snapshot = self.snapshots.find(req.team_id, req.template)
+            if snapshot is None:
+                raise
+            return await self.snapshots.start(req, snapshot)   # a snapshot id/name is used as a template
         runtime_name = self._pick_runtime(req, template)
         warm = await self.pool.claim(template, runtime_name) if self.pool is not None else None
         if warm is not None:
@@ -230,6 +238,18 @@ class SandboxManager:
 
     def reroute(self, record: SandboxRecord) -> None:
         self._register(record, self.runtimes[record.runtime].handle_for(record.id).socket_path)
+
+    def check_timeout(self, timeout_s: int) -> None:
+        self._check_timeout(timeout_s)
+
+    def adopt(self, record: SandboxRecord, socket_path: Path) -> None:
+        """Record and route a sandbox started outside create() (from a snapshot)."""
+        with self.db.session() as s:
+            s.add(record)
+        self._register(record, socket_path)
+
+    async def destroy_now(self, runtime_name: str, sandbox_id: str) -> None:
+        await self._destroy_now(runtime_name, sandbox_id)
 
     async def kill_now(self, sandbox_id: str) -> None:
         await self._kill(sandbox_id)

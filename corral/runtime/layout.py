@@ -134,6 +134,18 @@ async def create_layer(layout: SandboxLayout, disk_mb: int) -> None:
     layout.work.mkdir(exist_ok=True)
 
 
+async def copy_layer_file(source_img: Path, dest: Path) -> None:
+    """Copy a (stopped) layer image: reflink where the filesystem can, else sparse (costs only written blocks)."""
+    await _run("cp", "--sparse=always", "--reflink=auto", str(source_img), str(dest))
+    os.chmod(dest, 0o600)
+
+
+async def copy_layer(layout: SandboxLayout, source_img: Path) -> None:
+    """A sandbox's own writable layer as a copy of `source_img`, mounted."""
+    await copy_layer_file(source_img, layout.layer_img)
+    await mount_layer(layout)
+
+
 async def mount_layer(layout: SandboxLayout) -> None:
     """Loop-mount an existing layer.img on layer/ (create, and resume of a paused sandbox)."""
     layout.layer.mkdir(exist_ok=True)

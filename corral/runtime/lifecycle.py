@@ -143,6 +143,15 @@ class OciRuntime(ABC):
         """Cold-boot a stopped sandbox from its existing bundle and mounted rootfs (filesystem-only resume)."""
         await self._start(SandboxSpec(sandbox_id=sandbox_id, template_rootfs=lay.rootfs), lay)
 
+    async def _restore_clone(self, spec: SandboxSpec, lay: SandboxLayout) -> None:
+        """Start from a snapshot's memory image under this new id; the image's agent is quiesced: re-listen."""
+        assert spec.restore_from is not None
+        await run_detached(self.restore_argv(spec.sandbox_id, spec.restore_from / "image", lay), lay.agent_log,
+                           self.ready_timeout)
+        rc, out = await run_cmd(*self.signal_argv(spec.sandbox_id, "USR2"), timeout=10)
+        if rc != 0:
+            raise RuntimeFailure(f"sandbox {spec.sandbox_id}: could not wake the restored agent: {out}")
+
     def layout_of(self, sandbox_id: str) -> SandboxLayout:
         return self._layout(sandbox_id)
 
@@ -196,13 +205,19 @@ class OciRuntime(ABC):
                 os.chmod(lay.run, 0o700)        # mkdir's mode is masked by the umask
                 if not self.settings.agent_binary.is_file():
                     raise RuntimeFailure(f"agent binary {self.settings.agent_binary} is missing")
-                await layout.create_layer(lay, spec.disk_mb)
+                if spec.restore_from is not None:
+                    await layout.copy_layer(lay, spec.restore_from / "layer.img")
+                else:
+                    await layout.create_layer(lay, spec.disk_mb)
                 step("layer")
                 layout.mount_rootfs(lay, Path(spec.template_rootfs), oci.MOUNTPOINTS)
                 step("overlay")
                 oci.write_bundle(spec, lay, self.settings.agent_binary, self.hardened)
                 step("bundle")
-                await self._start(spec, lay)
+                if spec.restore_from is not None:
+                    await self._restore_clone(spec, lay)
+                else:
+                    await self._start(spec, lay)
                 step("start")
                 ready = await wait_ready(
                     lay.socket_path, self.ready_timeout, lambda: bool(cgroups.pids(spec.sandbox_id))

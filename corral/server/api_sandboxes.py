@@ -23,7 +23,6 @@ from corral.server.api_models import (
     sandbox_out,
 )
 from corral.server.auth import require_team
-from corral.server.http_errors import error_response
 from corral.server.listing import paginate, parse_metadata_query, parse_states
 
 router = APIRouter()
@@ -171,12 +170,3 @@ async def metrics(sandbox_id: str, request: Request, team: Team) -> JSONResponse
     # The SDK treats an empty list as "no samples yet"; Corral does not sample usage (yet).
     _manager(request).get(sandbox_id, team)
     return JSONResponse([])
-
-
-@router.post("/sandboxes/{sandbox_id}/snapshots")
-@router.post("/sandboxes/{sandbox_id}/fork")
-async def unsupported(sandbox_id: str, request: Request, team: Team) -> JSONResponse:
-    # A clear "not here" instead of a bare 404, which the SDK would report as "sandbox not found".
-    _manager(request).get(sandbox_id, team)
-    action = request.url.path.rsplit("/", 1)[-1]
-    return error_response(501, f"{action}: not supported by this server (sandboxes cannot be paused or snapshotted)")

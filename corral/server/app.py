@@ -8,6 +8,7 @@ from corral import __version__
 from corral.config import Settings
 from corral.sandboxes import SandboxManager
 from corral.server.api_sandboxes import router as sandboxes_router
+from corral.server.api_snapshots import router as snapshots_router
 from corral.server.http_errors import install_error_handlers
 
 
@@ -23,4 +24,5 @@ def create_app(settings: Settings, manager: SandboxManager) -> FastAPI:
         return Response(status_code=204)
 
     app.include_router(sandboxes_router)
+    app.include_router(snapshots_router)
     return app

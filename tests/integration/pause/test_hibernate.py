@@ -26,7 +26,7 @@ def test_idle_sandbox_hibernates_and_wakes_on_request(monkeypatch: pytest.Monkey
         created = _api(srv, key, "POST", "/v2/sandboxes", json={"templateID": "base", "timeout": 300}).json()
         sid, token = created["sandboxID"], created["envdAccessToken"]
         _exec(srv, sid, token, "echo 41 > /tmp/n; sleep 1000 >/dev/null 2>&1 &")
-        state = lambda: _api(srv, key, "GET", f"/sandboxes/{sid}").json()["state"]  # noqa: E731
+        state = lambda: _api(srv, key, "GET", f"/sandboxes/{sid}").json()["state"]
         assert wait_until(lambda: state() == "paused", timeout=20)
         assert not any("runsc-sandbox" in line for line in _procs(sid))
         # Its next gateway request brings it back with memory and processes intact.

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from e2b import AsyncSandbox, Sandbox, SandboxQuery, SandboxState
-from e2b import CommandExitException
+from e2b import AsyncSandbox, CommandExitException, Sandbox, SandboxQuery, SandboxState
 
 from tests.integration.corral_server import CorralServer
 from tests.integration.pause.helpers import COUNTER, assert_clean, counter, state
@@ -38,7 +37,7 @@ def test_pause_resume_cycles_keep_everything(e2b: CorralServer) -> None:
             assert state(sbx) == "running"
             after = counter(sbx)
             assert before <= after <= before + 3, (before, after)   # continued, not restarted from 1
-            assert wait_until(lambda: counter(sbx) > after)           # and still counting
+            assert wait_until(lambda s=sbx, a=after: counter(s) > a)  # and still counting
             for j in range(i + 1):
                 assert sbx.files.read(f"/home/user/cycle-{j}.txt") == f"cycle {j} " * 1000
             assert sbx.files.read("/home/user/log.txt").split() == expected_log

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select
 
+import corral.db
 from corral.config import Settings
 from corral.db import ApiKey, open_database
 from corral.errors import ConflictError, NotFoundError
 from corral.ids import hash_secret
-import corral.db
 from corral.server.keys import create_key, list_keys, revoke_key, team_for_key
 
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from corral.db import SandboxRecord, SnapshotRecord
 from corral.db.models import utcnow
@@ -102,6 +102,17 @@ class Snapshots:
         with self.m.db.session() as s:
             s.add(snap)
         return snap
+
+    def sweep(self) -> None:
+        """Server start: drop half-copied snapshots (a crash mid-capture) and files no row names."""
+        with self.m.db.session() as s:
+            # A fork's own snapshot lives only during the fork: one left by a crash is dropped.
+            s.execute(delete(SnapshotRecord).where(SnapshotRecord.hidden.is_(True)))
+            known = set(s.scalars(select(SnapshotRecord.id)))
+        for d in self.base.iterdir() if self.base.is_dir() else []:
+            if d.name not in known:
+                log.info("removing leftover snapshot files %s", d)
+                shutil.rmtree(d, ignore_errors=True)
 
     # ---- queries ----
 

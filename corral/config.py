@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     checkpoint_dir: Path | None = None
     checkpoint_compression: Literal["none", "flate-best-speed"] = "flate-best-speed"
     hibernate_after_s: float | None = Field(default=None, gt=0)
+    # Templates with a start command are captured once with it running; their gVisor sandboxes restore that image.
+    template_snapshots: bool = True
 
     @property
     def db_url(self) -> str:

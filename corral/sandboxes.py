@@ -104,6 +104,8 @@ class SandboxManager:
         self.pauser: Pauser = Pauser(self)
         from corral.snapshots import Snapshots
         self.snapshots = Snapshots(self)
+        from corral.template_snapshots import TemplateSnapshots
+        self.template_snapshots = TemplateSnapshots(self)
 
     # ---- gateway hooks (hot path: O(1), never block) ----
 
@@ -141,6 +143,14 @@ class SandboxManager:
                 raise
             return await self.snapshots.start(req, snapshot)   # a snapshot id/name is used as a template
         runtime_name = self._pick_runtime(req, template)
+        warm_image = self.template_snapshots.ready(template, runtime_name)
+        if warm_image is not None:
+            # Its start command already runs in the image: restored, not booted (corral/template_snapshots.py).
+            try:
+                return await self.snapshots.start(req, warm_image, self.template_snapshots.restore_dir(template))
+            except RuntimeFailure as e:
+                log.warning("template %s: its memory snapshot did not restore (%s); booting cold", template.id, e)
+                self.template_snapshots.discard(template)
         warm = await self.pool.claim(template, runtime_name) if self.pool is not None else None
         if warm is not None:
             try:
@@ -162,7 +172,7 @@ class SandboxManager:
             try:
                 async with asyncio.timeout(self.create_timeout_s):
                     handle = warm if warm is not None else await runtime.create(spec)
-                    await self._boot(handle.socket_path, template, req.env_vars, envd_token)
+                    await self.boot(handle.socket_path, template, req.env_vars, envd_token)
             except TimeoutError as e:
                 raise RuntimeFailure(f"sandbox did not start within {self.create_timeout_s:g}s") from e
             now = utcnow()
@@ -187,7 +197,7 @@ class SandboxManager:
                  ", warm" if warm is not None else "", time.monotonic() - started)
         return record
 
-    async def _boot(self, socket_path: Path, template: TemplateLike, env_vars: dict[str, str],
+    async def boot(self, socket_path: Path, template: TemplateLike, env_vars: dict[str, str],
                     envd_token: str | None) -> None:
         """/init the agent, then run the template's start command and wait for its ready command."""
         user = template.user or DEFAULT_USER
@@ -208,7 +218,7 @@ class SandboxManager:
 
     async def boot_agent(self, row: SandboxRecord, socket_path: Path) -> None:
         """A cold-booted sandbox (filesystem-only resume) gets the same /init and start command as at create."""
-        await self._boot(socket_path, self.templates.get(row.template_id), row.env_vars or {},
+        await self.boot(socket_path, self.templates.get(row.template_id), row.env_vars or {},
                          row.envd_access_token if row.secure else None)
 
     async def _destroy_now(self, runtime_name: str, sandbox_id: str) -> None:
@@ -469,6 +479,7 @@ class SandboxManager:
         if self.pool is not None:
             await self.pool.close()
         await self.pauser.close()
+        await self.template_snapshots.close()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()

@@ -149,7 +149,7 @@ class Snapshots:
 
     # ---- start ----
 
-    async def start(self, req: CreateRequest, snap: SnapshotRecord) -> SandboxRecord:
+    async def start(self, req: CreateRequest, snap: SnapshotRecord, restore_dir: Path | None = None) -> SandboxRecord:
         """A new sandbox from a snapshot: its own copy of the layer, the memory image restored under its own id."""
         self.m.check_timeout(req.timeout_s)
         rt = self.m.runtimes.get(snap.runtime)
@@ -157,7 +157,8 @@ class Snapshots:
             raise ConflictError(f"snapshot {snap.id}: runtime {snap.runtime} is not available")
         sandbox_id = new_sandbox_id()
         spec = SandboxSpec(sandbox_id=sandbox_id, template_rootfs=Path(snap.lowerdir), cpu_count=snap.cpu_count,
-                           memory_mb=snap.memory_mb, disk_mb=snap.disk_mb, restore_from=self._dir(snap.id))
+                           memory_mb=snap.memory_mb, disk_mb=snap.disk_mb,
+                           restore_from=restore_dir or self._dir(snap.id))
         envd_token = new_access_token() if req.secure else None
         started = time.perf_counter()
         try:

@@ -50,7 +50,8 @@ class Pauser:
     def _set(self, sandbox_id: str, **values: object) -> SandboxRecord:
         with self.m.db.session() as s:
             row = s.get(SandboxRecord, sandbox_id)
-            if row is None:
+            if row is None or row.state == "killed":
+                # Killed while a pause/resume ran: the kill wins (its teardown waits for the runtime lock).
                 raise NotFoundError(f"sandbox {sandbox_id!r} not found")
             for k, v in values.items():
                 setattr(row, k, v)

@@ -398,6 +398,7 @@ class SandboxManager:
         """Re-attach to sandboxes that survived a server restart; destroy everything else the runtimes hold."""
         await self._reattach_and_sweep()
         self.snapshots.sweep()
+        self.template_snapshots.sweep()
         self.pauser.start()
         if self.pool is not None:
             self.pool.start()  # after the sweep: it must not see the new members as leftovers

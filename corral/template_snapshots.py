@@ -114,6 +114,11 @@ class TemplateSnapshots:
             finally:
                 marker.unlink(missing_ok=True)
 
+    def sweep(self) -> None:
+        """Server start: drop half-written captures (a crash mid-copy)."""
+        for tmp in self.base.glob("*/*.tmp") if self.base.is_dir() else []:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     async def close(self) -> None:
         for task in list(self._capturing.values()):
             task.cancel()

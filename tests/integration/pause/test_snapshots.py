@@ -66,3 +66,23 @@ def test_fork_of_three(e2b: CorralServer) -> None:
     finally:
         src.kill()
     assert_clean(e2b, ids)
+
+
+def test_other_team_cannot_see_use_or_delete_a_snapshot(e2b: CorralServer, monkeypatch: object) -> None:
+    import pytest
+    from e2b.exceptions import NotFoundException, SandboxException
+
+    src = create("gvisor", timeout=120)
+    try:
+        snap = src.create_snapshot()
+        other = {"api_key": e2b.create_key("snap-intruder", team="intruders")}
+        assert snap.snapshot_id not in [s.snapshot_id for s in Sandbox.list_snapshots(**other).next_items()]
+        assert Sandbox.delete_snapshot(snap.snapshot_id, **other) is False
+        with pytest.raises((NotFoundException, SandboxException)):
+            Sandbox.create(template=snap.snapshot_id, **other)
+        with pytest.raises((NotFoundException, SandboxException)):
+            Sandbox.fork(src.sandbox_id, count=1, **other)
+        assert Sandbox.delete_snapshot(snap.snapshot_id) is True
+    finally:
+        src.kill()
+    assert_clean(e2b, [src.sandbox_id])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -88,3 +89,43 @@ def bench_pause(n: int, data_dir: Path, api: str, key: str, forks: int = 10) -> 
     finally:
         big.kill()
     return figures
+
+
+def bench_paused_density(count: int, data_dir: Path, api: str, key: str) -> list[Figure]:
+    """`count` idle gVisor sandboxes paused at once: disk per sandbox, and that none holds a process or a mount."""
+    from e2b import Sandbox
+
+    ids: list[str] = []
+    try:
+        with httpx.Client(base_url=api, headers={"X-API-KEY": key}, timeout=120) as client:
+            for _ in range(count):
+                sid = Sandbox.create(metadata={"corral.runtime": "gvisor"}, timeout=600).sandbox_id
+                ids.append(sid)
+                assert client.post(f"/sandboxes/{sid}/pause", json={}).status_code == 204
+            disk = allocated_bytes([data_dir / "sandboxes", data_dir / "checkpoints"]) / count / (1 << 20)
+            procs = _host_processes_of(ids)
+            mounts = sum(1 for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                         if any(sid in line for sid in ids))
+            print(f"{count} paused sandboxes: {disk:.2f} MiB each, {procs} host processes, {mounts} mounts")
+            t = time.perf_counter()
+            assert client.post(f"/v2/sandboxes/{ids[0]}/connect", json={"timeout": 60}).status_code == 201
+            resumed = (time.perf_counter() - t) * 1000
+    finally:
+        for sid in ids:
+            Sandbox.kill(sid)
+    return [Figure.of(f"disk per paused idle sandbox ({count} paused)", [disk], unit="MiB"),
+            Figure.of(f"host processes + mounts of {count} paused sandboxes", [float(procs + mounts)], unit="count"),
+            Figure.of(f"resume of one among {count} paused", [resumed])]
+
+
+def _host_processes_of(ids: list[str]) -> int:
+    n = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        n += any(sid in cmd for sid in ids)
+    return n

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from benchmarks.load import bench_concurrent_creates, bench_density, bench_sustained
-from benchmarks.pause import bench_pause
+from benchmarks.pause import bench_pause, bench_paused_density
 from benchmarks.peers import bench_llm_sandbox, bench_podman_runsc, bench_runsc_do
 from benchmarks.stats import Figure, ratio_table, ratios, table
 from corral.pool import pool_member_ids
@@ -104,6 +104,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latest.json")
     parser.add_argument("--pause", action="store_true",
                         help="only the pause/resume figures (benchmarks/pause.py): pause, resume, fork, disk")
+    parser.add_argument("--paused-density", type=int, default=50,
+                        help="with --pause: this many idle sandboxes paused at once (0: skip)")
     args = parser.parse_args()
     if args.pause:
         args.tiers, args.peers, args.pool_size = "", "", 0
@@ -117,6 +119,9 @@ def main() -> None:
                           E2B_API_KEY=server.create_key("bench"))
         if args.pause:
             figures += bench_pause(args.n, server.data_dir, server.api_url, os.environ["E2B_API_KEY"])
+            if args.paused_density:
+                figures += bench_paused_density(args.paused_density, server.data_dir, server.api_url,
+                                                os.environ["E2B_API_KEY"])
         for tier in [t for t in args.tiers.split(",") if t]:
             figures += bench_tier(tier, args.n, server.data_dir, args.pool_size)
         gvisor = "gvisor" in args.tiers.split(",")

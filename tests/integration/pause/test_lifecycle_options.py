@@ -85,3 +85,27 @@ def test_kill_paused_sandbox_leaves_nothing(e2b: CorralServer) -> None:
     sbx.kill()
     assert not [s for s in Sandbox.list().next_items() if s.sandbox_id == sbx.sandbox_id]
     assert_clean(e2b, [sbx.sandbox_id])
+
+
+def test_kill_during_pause_wins(e2b: CorralServer) -> None:
+    import threading
+
+    sbx = create("gvisor", timeout=120)
+    outcome: list[object] = []
+
+    def pause() -> None:
+        try:
+            outcome.append(sbx.pause())
+        except Exception as e:  # noqa: BLE001 - whichever way the race goes, it is recorded
+            outcome.append(e)
+
+    t = threading.Thread(target=pause)
+    t.start()
+    time.sleep(0.05)
+    sbx.kill()
+    t.join(timeout=60)
+    assert outcome, "pause never returned"
+    assert not [s for s in Sandbox.list().next_items() if s.sandbox_id == sbx.sandbox_id]
+    with pytest.raises(SandboxException):
+        Sandbox.connect(sbx.sandbox_id)
+    assert_clean(e2b, [sbx.sandbox_id])

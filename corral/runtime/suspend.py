@@ -52,11 +52,10 @@ def paused_info(lay: SandboxLayout) -> PausedInfo | None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    # Atomic against a killed server (rename); no fsync: it can stall the event loop for seconds on a busy disk,
+    # and the crash this guards against is the server's, not the host's (the page cache survives it).
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -113,6 +112,7 @@ async def _stop_and_unmount(rt: OciRuntime, sandbox_id: str, lay: SandboxLayout)
     await rt.delete_runtime_state(sandbox_id)
     await cgroups.remove(sandbox_id)
     await layout.unmount_layers(lay)
+    await layout.wait_released(lay.layer_img)   # paused = layer.img quiet on disk (copyable, remountable)
 
 
 async def pause(rt: OciRuntime, sandbox_id: str, mode: str) -> float:

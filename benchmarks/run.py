@@ -19,6 +19,7 @@ from pathlib import Path
 
 from benchmarks.load import bench_concurrent_creates, bench_density, bench_sustained
 from benchmarks.network import bench_network
+from benchmarks.pause import bench_pause, bench_paused_density
 from benchmarks.peers import bench_llm_sandbox, bench_podman_runsc, bench_runsc_do
 from benchmarks.ports import bench_exposed_port
 from benchmarks.stats import Figure, ratio_table, ratios, table
@@ -109,12 +110,18 @@ def main() -> None:
     parser.add_argument("--port-clients", type=int, default=8, help="keep-alive clients for the exposed-port figure")
     parser.add_argument("--network-only", action="store_true", help="only the --network figures")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latest.json")
+    parser.add_argument("--pause", action="store_true",
+                        help="only the pause/resume figures (benchmarks/pause.py): pause, resume, fork, disk")
+    parser.add_argument("--paused-density", type=int, default=50,
+                        help="with --pause: this many idle sandboxes paused at once (0: skip)")
     args = parser.parse_args()
     if args.network_only:
         figures_only = bench_network(args.tiers.split(","), args.n)
         print(table(figures_only))
         _write(args.out, figures_only, [], {})
         return
+    if args.pause:
+        args.tiers, args.peers, args.pool_size = "", "", 0
 
     server = CorralServer(data_dir=Path(tempfile.mkdtemp(prefix="corral-bench-")))
     server.prepare()
@@ -123,7 +130,12 @@ def main() -> None:
     try:
         os.environ.update(E2B_API_URL=server.api_url, E2B_SANDBOX_URL=server.sandbox_url,
                           E2B_API_KEY=server.create_key("bench"))
-        for tier in args.tiers.split(","):
+        if args.pause:
+            figures += bench_pause(args.n, server.data_dir, server.api_url, os.environ["E2B_API_KEY"])
+            if args.paused_density:
+                figures += bench_paused_density(args.paused_density, server.data_dir, server.api_url,
+                                                os.environ["E2B_API_KEY"])
+        for tier in [t for t in args.tiers.split(",") if t]:
             figures += bench_tier(tier, args.n, server.data_dir, args.pool_size)
             if args.port_s:
                 figures += bench_exposed_port(tier, args.port_s, args.port_clients)

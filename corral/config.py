@@ -78,9 +78,6 @@ class Settings(BaseSettings):
     # Where upload links point (the API's own address); empty = the address the request came to.
     public_api_url: str = ""
 
-    @property
-    def images_dir(self) -> Path:
-        return self.data_dir / "images"
     # Networking (corral/net): every sandbox gets its own netns + veth with a /30 out of net_cidr; egress is policed
     # by the nftables table `inet <net_tag>`. The first address of net_cidr serves DNS and the HTTP(S) proxy.
     # Two servers on one host need distinct net_cidr and net_tag (interface names are `<net_tag><hex index>`).
@@ -94,6 +91,19 @@ class Settings(BaseSettings):
     net_upstream_dns: list[str] = Field(default_factory=list)  # empty: the nameservers of /etc/resolv.conf
     net_static_hosts: dict[str, str] = Field(default_factory=dict)  # name -> IPv4 answered by the sandbox resolver
     net_dns_min_ttl_s: int = Field(default=60, ge=1)  # an allowed name's IPs stay allowed at least this long
+
+    # Pause/resume (corral/pausing.py): checkpoint images live in checkpoint_dir (default <data_dir>/checkpoints);
+    # hibernate_after_s > 0 pauses a sandbox idle that long (resumed by its next gateway request); None = off.
+    checkpoint_dir: Path | None = None
+    # none: resume of an idle sandbox ~220 ms p50 and 4.2 MiB of disk when paused; flate: ~335 ms and 1.4 MiB (measured).
+    checkpoint_compression: Literal["none", "flate-best-speed"] = "none"
+    hibernate_after_s: float | None = Field(default=None, gt=0)
+    # Templates with a start command are captured once with it running; their gVisor sandboxes restore that image.
+    template_snapshots: bool = True
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_dir / "images"
 
     @property
     def db_url(self) -> str:
@@ -110,6 +120,10 @@ class Settings(BaseSettings):
     @property
     def volumes_dir(self) -> Path:
         return self.data_dir / "volumes"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.checkpoint_dir if self.checkpoint_dir is not None else self.data_dir / "checkpoints"
 
     @property
     def runsc_root(self) -> Path:

@@ -7,7 +7,7 @@
     ├── InvalidRequestError(ValueError)       400: a malformed body or parameter (names the field)
     ├── ConflictError                         409: the object is in a state that forbids this
     ├── LimitExceededError                    429: a quota or limit was hit (carries retry_after)
-    ├── StorageFullError(OSError)             507: the disk holding a volume is full
+    ├── StorageFullError(OSError)             507: no disk left (a volume, or a checkpoint image: nothing changed)
     ├── SandboxTimeoutError(TimeoutError)     a sandbox or command ran past its deadline
     └── RuntimeFailure(RuntimeError)          the isolation backend failed (runsc/runc/mount/cgroup)
 

@@ -26,6 +26,7 @@ from corral.server.route import Route
 
 if TYPE_CHECKING:
     from corral.net.service import NetworkService
+    from corral.pausing import Pauser
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 RUNTIME_METADATA_KEY = "corral.runtime"
 RUNNING = "running"
 KILLED = "killed"
+PAUSE_STATES = ("paused", "pausing", "resuming")   # see corral/pausing.py
 DEFAULT_USER = "user"
 _DESTROY_ATTEMPTS = 5
 
@@ -77,6 +79,8 @@ class CreateRequest:
     require_traffic_token: bool = False
     volumes: tuple[VolumeBind, ...] = ()   # resolved by corral.volumes.store.VolumeStore.resolve_mounts
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    on_timeout: str = "kill"            # "pause": pause at the timeout instead of killing (corral/pausing.py)
+    auto_resume: bool = False           # a gateway request to it while paused resumes it
 
 
 class SandboxManager:
@@ -101,6 +105,13 @@ class SandboxManager:
         self.killed_retention = timedelta(days=30)
         self.ready_timeout_s = 60.0  # how long a template's ready_cmd may keep failing
         self.create_timeout_s = 120.0  # runtime start + /init + start_cmd; a hung backend must not hang the API
+        from corral.pausing import Pauser  # pausing imports this module's types
+        self.busy: Callable[[str], bool] = lambda _sandbox_id: False   # the gateway's in-flight check (run.py)
+        self.pauser: Pauser = Pauser(self)
+        from corral.snapshots import Snapshots
+        self.snapshots = Snapshots(self)
+        from corral.template_snapshots import TemplateSnapshots
+        self.template_snapshots = TemplateSnapshots(self)
 
     # ---- gateway hooks (hot path: O(1), never block) ----
 
@@ -132,9 +143,23 @@ class SandboxManager:
         self._check_timeout(req.timeout_s)
         # A catalog with team-built templates answers another team's private template as not found.
         for_team = getattr(self.templates, "get_for_team", None)
-        template = for_team(req.template, req.team_id) if for_team else self.templates.get(req.template)
+        try:
+            template = for_team(req.template, req.team_id) if for_team else self.templates.get(req.template)
+        except NotFoundError:
+            snapshot = self.snapshots.find(req.team_id, req.template)
+            if snapshot is None:
+                raise
+            return await self.snapshots.start(req, snapshot)   # a snapshot id/name is used as a template
         runtime_name = self._pick_runtime(req, template)
-        # Pool members were started without the request's volume mounts: a create with volumes always starts cold.
+        # Pool members and template memory snapshots were started without the request's volume mounts.
+        warm_image = None if req.volumes else self.template_snapshots.ready(template, runtime_name)
+        if warm_image is not None:
+            # Its start command already runs in the image: restored, not booted (corral/template_snapshots.py).
+            try:
+                return await self.snapshots.start(req, warm_image, self.template_snapshots.restore_dir(template))
+            except RuntimeFailure as e:
+                log.warning("template %s: its memory snapshot did not restore (%s); booting cold", template.id, e)
+                self.template_snapshots.discard(template)
         warm = (await self.pool.claim(template, runtime_name)
                 if self.pool is not None and not req.volumes else None)
         if warm is not None:
@@ -152,11 +177,6 @@ class SandboxManager:
         envd_token = new_access_token() if req.secure else None
         traffic_token = new_access_token() if req.require_traffic_token else None
         spec = replace(spec_for(self.settings, template, sandbox_id), volumes=req.volumes)
-        init_body: dict[str, Any] = {
-            "envVars": dict(req.env_vars), "defaultUser": template.user or DEFAULT_USER,
-            "defaultWorkdir": template.workdir, "timestamp": utcnow().isoformat().replace("+00:00", "Z")}
-        if envd_token:
-            init_body["accessToken"] = envd_token
         started = time.monotonic()
         try:
             try:
@@ -164,16 +184,7 @@ class SandboxManager:
                     handle = warm if warm is not None else await runtime.create(spec)
                     if self.network is not None:
                         await self.network.apply(sandbox_id, handle.sandbox_dir, req.egress)
-                    await self._agent_init(handle.socket_path, init_body)
-                    if template.start_cmd:
-                        # E.g. the code interpreter's Jupyter server: it must run before the SDK's first call.
-                        await start_command(handle.socket_path, template.start_cmd, user=init_body["defaultUser"],
-                                            cwd=template.workdir, access_token=envd_token)
-                        if template.ready_cmd:
-                            # Create returns only once the start command serves (e.g. :49999 answers), as on E2B.
-                            await wait_ready(handle.socket_path, template.ready_cmd, user=init_body["defaultUser"],
-                                             cwd=template.workdir, access_token=envd_token,
-                                             timeout=self.ready_timeout_s)
+                    await self.boot(handle.socket_path, template, req.env_vars, envd_token)
             except TimeoutError as e:
                 raise RuntimeFailure(f"sandbox did not start within {self.create_timeout_s:g}s") from e
             now = utcnow()
@@ -183,7 +194,8 @@ class SandboxManager:
                 disk_mb=spec.disk_mb, metadata_=dict(req.metadata), secure=req.secure,
                 envd_access_token=envd_token, traffic_access_token=traffic_token,
                 allow_internet_access=req.allow_internet_access, network=req.egress.to_json(), started_at=now,
-                end_at=now + timedelta(seconds=req.timeout_s))
+                end_at=now + timedelta(seconds=req.timeout_s), on_timeout=req.on_timeout,
+                auto_resume=req.auto_resume, env_vars=dict(req.env_vars))
             with self.db.session() as s:
                 s.add(record)
                 s.flush()   # the mount rows reference the sandbox row
@@ -202,6 +214,30 @@ class SandboxManager:
                  ", warm" if warm is not None else "", time.monotonic() - started)
         return record
 
+    async def boot(self, socket_path: Path, template: TemplateLike, env_vars: dict[str, str],
+                    envd_token: str | None) -> None:
+        """/init the agent, then run the template's start command and wait for its ready command."""
+        user = template.user or DEFAULT_USER
+        init_body: dict[str, Any] = {
+            "envVars": dict(env_vars), "defaultUser": user,
+            "defaultWorkdir": template.workdir, "timestamp": utcnow().isoformat().replace("+00:00", "Z")}
+        if envd_token:
+            init_body["accessToken"] = envd_token
+        await self._agent_init(socket_path, init_body)
+        if template.start_cmd:
+            # E.g. the code interpreter's Jupyter server: it must run before the SDK's first call.
+            await start_command(socket_path, template.start_cmd, user=user, cwd=template.workdir,
+                                access_token=envd_token)
+            if template.ready_cmd:
+                # Create returns only once the start command serves (e.g. :49999 answers), as on E2B.
+                await wait_ready(socket_path, template.ready_cmd, user=user, cwd=template.workdir,
+                                 access_token=envd_token, timeout=self.ready_timeout_s)
+
+    async def boot_agent(self, row: SandboxRecord, socket_path: Path) -> None:
+        """A cold-booted sandbox (filesystem-only resume) gets the same /init and start command as at create."""
+        await self.boot(socket_path, self.templates.get(row.template_id), row.env_vars or {},
+                         row.envd_access_token if row.secure else None)
+
     async def _destroy_now(self, runtime_name: str, sandbox_id: str) -> None:
         try:
             await self.runtimes[runtime_name].destroy(sandbox_id)
@@ -214,7 +250,48 @@ class SandboxManager:
         self._routes[record.id] = Route(
             sandbox_id=record.id, team_id=record.team_id, socket_path=socket_path, secure=record.secure,
             envd_access_token=record.envd_access_token, traffic_access_token=record.traffic_access_token)
+        self._last_activity[record.id] = time.monotonic()
         self._schedule(record.id, record.end_at)
+
+    # ---- pause/resume hooks (corral/pausing.py) ----
+
+    def unroute(self, sandbox_id: str) -> bool:
+        """Stop routing and timing a sandbox that is being paused; True when it was routed."""
+        timer = self._timers.pop(sandbox_id, None)
+        if timer is not None:
+            timer.cancel()
+        self._last_activity.pop(sandbox_id, None)
+        return self._routes.pop(sandbox_id, None) is not None
+
+    def reroute(self, record: SandboxRecord) -> None:
+        self._register(record, self.runtimes[record.runtime].handle_for(record.id).socket_path)
+
+    def check_timeout(self, timeout_s: int) -> None:
+        self._check_timeout(timeout_s)
+
+    def adopt(self, record: SandboxRecord, socket_path: Path) -> None:
+        """Record and route a sandbox started outside create() (from a snapshot)."""
+        with self.db.session() as s:
+            s.add(record)
+        self._register(record, socket_path)
+
+    async def destroy_now(self, runtime_name: str, sandbox_id: str) -> None:
+        await self._destroy_now(runtime_name, sandbox_id)
+
+    async def kill_now(self, sandbox_id: str) -> None:
+        await self._kill(sandbox_id)
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        self._spawn(coro)
+
+    def idle_since(self, monotonic_t: float) -> list[str]:
+        """Routed sandboxes whose last gateway request (or start) is older than `monotonic_t`."""
+        return [sid for sid in self._routes
+                if self._last_activity.get(sid, monotonic_t) < monotonic_t and not self.busy(sid)]
+
+    async def wake(self, sandbox_id: str) -> Route | None:
+        """Gateway hook for an unrouted id: auto-resume a paused sandbox (or raise why not); None = unknown."""
+        return await self.pauser.wake(sandbox_id)
 
     # ---- timers ----
 
@@ -229,6 +306,8 @@ class SandboxManager:
     def _on_expire(self, sandbox_id: str) -> None:
         self._timers.pop(sandbox_id, None)
         log.info("sandbox %s reached its timeout", sandbox_id)
+        if self.pauser.on_timeout(sandbox_id):
+            return
         self._spawn(self._kill(sandbox_id))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -243,20 +322,20 @@ class SandboxManager:
 
     # ---- queries ----
 
-    def get(self, sandbox_id: str, team_id: str) -> SandboxRecord:
-        """A running sandbox of this team; another team's sandbox is reported exactly like a missing one."""
+    def get(self, sandbox_id: str, team_id: str, states: Sequence[str] = (RUNNING,)) -> SandboxRecord:
+        """A sandbox of this team in one of `states`; another team's sandbox is reported exactly like a missing one."""
         with self.db.session() as s:
             row = s.get(SandboxRecord, sandbox_id)
-        if row is None or row.team_id != team_id or row.state != RUNNING:
+        if row is None or row.team_id != team_id or row.state not in states:
             raise NotFoundError(f"sandbox {sandbox_id!r} not found")
         return row
 
     def list(self, team_id: str, *, metadata: dict[str, str] | None = None, template: str | None = None,
-             started_after: datetime | None = None) -> list[SandboxRecord]:
-        """Running sandboxes of a team matching every filter (metadata: all pairs must match exactly)."""
+             started_after: datetime | None = None, states: Sequence[str] = (RUNNING,)) -> list[SandboxRecord]:
+        """Sandboxes of a team in `states` matching every filter (metadata: all pairs must match exactly)."""
         with self.db.session() as s:
             rows = list(s.scalars(select(SandboxRecord).where(SandboxRecord.team_id == team_id,
-                                                               SandboxRecord.state == RUNNING)))
+                                                               SandboxRecord.state.in_(list(states)))))
         out = []
         for row in rows:
             if metadata and any(row.metadata_.get(k) != v for k, v in metadata.items()):
@@ -295,7 +374,7 @@ class SandboxManager:
     # ---- kill ----
 
     async def kill(self, sandbox_id: str, team_id: str) -> None:
-        self.get(sandbox_id, team_id)
+        self.get(sandbox_id, team_id, states=(RUNNING, *PAUSE_STATES))
         await self._kill(sandbox_id)
 
     async def _kill(self, sandbox_id: str) -> None:
@@ -309,7 +388,7 @@ class SandboxManager:
             self.network.forget(sandbox_id)
         with self.db.session() as s:
             row = s.get(SandboxRecord, sandbox_id)
-            if row is None or row.state != RUNNING:
+            if row is None or row.state == KILLED:
                 return
             row.state = KILLED
             row.killed_at = utcnow()
@@ -350,6 +429,9 @@ class SandboxManager:
     async def start(self) -> None:
         """Re-attach to sandboxes that survived a server restart; destroy everything else the runtimes hold."""
         await self._reattach_and_sweep()
+        self.snapshots.sweep()
+        self.template_snapshots.sweep()
+        self.pauser.start()
         if self.pool is not None:
             self.pool.start()  # after the sweep: it must not see the new members as leftovers
 
@@ -358,11 +440,23 @@ class SandboxManager:
             # History of killed sandboxes is kept for a while (debugging, `corral ls --all` later), then dropped.
             s.execute(delete(SandboxRecord).where(
                 SandboxRecord.state == KILLED, SandboxRecord.killed_at < utcnow() - self.killed_retention))
-            rows = list(s.scalars(select(SandboxRecord).where(SandboxRecord.state == RUNNING)))
+            rows = list(s.scalars(select(SandboxRecord).where(SandboxRecord.state.in_([RUNNING, *PAUSE_STATES]))))
         kept: set[str] = set()
         dead: set[str] = set()
         now = utcnow()
         for row in rows:
+            if row.state in PAUSE_STATES:
+                # Paused, or caught mid pause/resume by a crash: settle on paused or running, never half.
+                settled = await self.pauser.reconcile(row)
+                if settled == "paused":
+                    kept.add(row.id)
+                    continue
+                with self.db.session() as s:
+                    row = s.get(SandboxRecord, row.id)  # type: ignore[assignment]
+                if settled == "dead":
+                    dead.add(row.id)
+                    await self._kill(row.id)
+                    continue
             runtime = self.runtimes.get(row.runtime)
             alive = False
             if runtime is not None:
@@ -425,6 +519,8 @@ class SandboxManager:
         re-checked, and a crash leaves them to the next start's sweep anyway (they have no DB row)."""
         if self.pool is not None:
             await self.pool.close()
+        await self.pauser.close()
+        await self.template_snapshots.close()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()

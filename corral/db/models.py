@@ -67,7 +67,7 @@ class SandboxRecord(Base):
     template_id: Mapped[str] = mapped_column(String(200))
     alias: Mapped[str | None] = mapped_column(String(200), nullable=True)
     runtime: Mapped[str] = mapped_column(String(32))
-    # "running" or "killed"; killed rows are kept as history and never served by the API.
+    # "running", "paused" or "killed" ("pausing"/"resuming" mid-transition); killed rows are history, never served.
     state: Mapped[str] = mapped_column(String(16), index=True)
     cpu_count: Mapped[int] = mapped_column(Integer)
     memory_mb: Mapped[int] = mapped_column(Integer)
@@ -83,3 +83,34 @@ class SandboxRecord(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     end_at: Mapped[datetime] = mapped_column(UTCDateTime())
     killed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Pause/resume (corral/pausing.py). on_timeout: "kill" | "pause"; auto_resume: a gateway request resumes it.
+    on_timeout: Mapped[str] = mapped_column(String(16), default="kill", server_default="kill")
+    auto_resume: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    pause_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)   # "memory" | "filesystem"
+    paused_by: Mapped[str | None] = mapped_column(String(16), nullable=True)    # "api" | "timeout" | "hibernate"
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The create's envVars: a filesystem-only resume cold-boots the agent and must /init it again.
+    env_vars: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+
+
+class SnapshotRecord(Base):
+    """A sandbox's memory image + writable layer that new sandboxes start from (corral/snapshots.py)."""
+
+    __tablename__ = "snapshots"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    source_sandbox_id: Mapped[str] = mapped_column(String(64))
+    template_id: Mapped[str] = mapped_column(String(200))
+    alias: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    runtime: Mapped[str] = mapped_column(String(32))
+    cpu_count: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    disk_mb: Mapped[int] = mapped_column(Integer)
+    lowerdir: Mapped[str] = mapped_column(String(1000))    # the template layer the image was taken on
+    env_vars: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    # The restored agent still holds the source's token until it is /init-ed with the new sandbox's own.
+    envd_access_token: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")   # fork's own, never listed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

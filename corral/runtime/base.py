@@ -30,6 +30,9 @@ class SandboxSpec:
     env: dict[str, str] = field(default_factory=dict)  # environment of the agent (inherited by commands)
     hostname: str = "corral"
     volumes: tuple[VolumeBind, ...] = ()
+    # A snapshot dir (layer.img + image/, corral/snapshots.py): start by restoring its memory image onto a copy of
+    # its writable layer instead of booting (template_rootfs must be the lower layer the snapshot was taken on).
+    restore_from: Path | None = None
 
 
 @dataclass(frozen=True)

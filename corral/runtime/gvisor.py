@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from corral.config import Settings
+from corral.net import netns
 from corral.net.gvisor_netns import netstack_wrap
 from corral.runtime import cgroups, procs
 from corral.runtime.base import SandboxSpec
@@ -94,6 +95,30 @@ class GVisorRuntime(OciRuntime):
             argv[-1] == sandbox_id and "boot" in argv
             for argv in procs.find(self.root, sandbox_id, "runsc-sandbox", cgroups.pids(sandbox_id)).values()
         )
+
+    def checkpoint_blocker(self, sandbox_id: str) -> str | None:
+        # --network=none and --network=sandbox (gVisor's own netstack) both checkpoint; only hostinet cannot.
+        if "--network=host" in self.global_flags():
+            return "it uses host networking (runsc --network=host), which gVisor cannot checkpoint"
+        return None
+
+    async def before_restore(self, lay: SandboxLayout) -> None:
+        # runsc --network=sandbox moved eth0's address and route into its netstack at start; the restore reads them
+        # from the netns again (corral/net/gvisor_netns.py).
+        info = netns.read_info(lay.dir) if self.settings.net_enabled else None
+        if info is not None:
+            await netns.address_sandbox_end(info)
+
+    def signal_argv(self, sandbox_id: str, sig: str) -> list[str]:
+        return self._runsc("kill", sandbox_id, sig)
+
+    def checkpoint_argv(self, sandbox_id: str, image_dir: Path) -> list[str]:
+        return self._runsc("checkpoint", f"--image-path={image_dir}",
+                           f"--compression={self.settings.checkpoint_compression}", sandbox_id)
+
+    def restore_argv(self, sandbox_id: str, image_dir: Path, lay: SandboxLayout) -> list[str]:
+        return self.netstack_argv(
+            self._runsc("restore", "--detach", f"--image-path={image_dir}", f"--bundle={lay.bundle}", sandbox_id))
 
     def exec_argv(self, sandbox_id: str, argv: list[str]) -> list[str]:
         return self._runsc("exec", sandbox_id, *argv)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import errno
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,6 +170,35 @@ def lower_dirs(template_rootfs: Path) -> str:
     return ":".join(dirs)
 
 
+async def wait_released(image: Path, timeout: float = 10.0) -> None:
+    """Wait until no loop device is backed by `image`: a busy unmount is only detached lazily, and until the last
+    user lets go its ext4 may still hold unwritten blocks (a copy would be stale, a second mount would corrupt it)."""
+    deadline = time.monotonic() + timeout
+    while loops_backed_by(image):
+        if time.monotonic() > deadline:
+            raise RuntimeFailure(f"{image} is still in use by {', '.join(loops_backed_by(image))}")
+        await asyncio.sleep(0.01)
+
+
+async def copy_layer_file(source_img: Path, dest: Path) -> None:
+    """Copy a (stopped) layer image: reflink where the filesystem can, else sparse (costs only written blocks)."""
+    await wait_released(source_img)
+    await _run("cp", "--sparse=always", "--reflink=auto", str(source_img), str(dest))
+    os.chmod(dest, 0o600)
+
+
+async def copy_layer(layout: SandboxLayout, source_img: Path) -> None:
+    """A sandbox's own writable layer as a copy of `source_img`, mounted."""
+    await copy_layer_file(source_img, layout.layer_img)
+    await mount_layer(layout)
+
+
+async def mount_layer(layout: SandboxLayout) -> None:
+    """Loop-mount an existing layer.img on layer/ (create, and resume of a paused sandbox)."""
+    layout.layer.mkdir(exist_ok=True)
+    await mount_ext4(layout.layer_img, layout.layer)
+
+
 def mount_rootfs(layout: SandboxLayout, template_rootfs: Path, mountpoints: list[str]) -> None:
     """Overlay template_rootfs (lower) + layer/upper on rootfs/, then create `mountpoints` (they land in the upper)."""
     if not template_rootfs.is_dir():
@@ -216,19 +247,38 @@ async def _detach_loops(image: Path) -> None:
     """Detach loop devices still backed by `image` (autoclear normally frees them; this covers crashes/lazy umounts)."""
     for dev in loops_backed_by(image):
         rc, out = await run_cmd("losetup", "-d", dev)
-        # autoclear may free the device between the sysfs read and losetup: only a device still backed fails.
+        # Autoclear may free the device between the sysfs read and losetup (ENXIO): only a device still bound fails.
         if rc != 0 and dev in loops_backed_by(image):
             raise RuntimeFailure(f"losetup -d {dev} failed ({rc}): {out}")
+
+
+async def unmount_layers(layout: SandboxLayout) -> None:
+    """Unmount rootfs and layer and free the loop device, keeping layer.img (teardown, and pause). Idempotent."""
+    _umount(layout.rootfs)
+    _umount(layout.layer)
+    if layout.layer_img.exists():
+        await _detach_loops(layout.layer_img)
+
+
+def overlay_lowerdir(path: Path) -> str | None:
+    """The lowerdir option of the overlay mounted at `path` (read before a pause unmounts it), or None."""
+    target = str(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            if _unescape(pre.split(" ", 5)[4]) != target:
+                continue
+            for opt in post.split()[2].split(","):
+                if opt.startswith("lowerdir="):
+                    return _unescape(opt[len("lowerdir="):])
+    return None
 
 
 async def teardown(layout: SandboxLayout) -> None:
     """Unmount rootfs and layer, free the loop device, remove the sandbox dir. Idempotent."""
     if not layout.dir.exists():
         return
-    _umount(layout.rootfs)
-    _umount(layout.layer)
-    if layout.layer_img.exists():
-        await _detach_loops(layout.layer_img)
+    await unmount_layers(layout)
     # Never follow into something still mounted: rmtree would delete a template's files through a live overlay.
     for p in (layout.rootfs, layout.layer):
         if is_mountpoint(p):

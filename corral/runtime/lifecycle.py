@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import time
 from abc import ABC, abstractmethod
@@ -123,6 +124,54 @@ class OciRuntime(ABC):
         self._layout(sandbox_id)
         return await run_cmd(*self.exec_argv(sandbox_id, argv), timeout=timeout)
 
+    # --- pause/resume hooks (corral/runtime/suspend.py) -------------------------------------------------------
+
+    def checkpoint_blocker(self, sandbox_id: str) -> str | None:
+        """Why this sandbox's memory cannot be checkpointed, or None when it can (the one predicate pause asks)."""
+        return f"the {self.name} tier cannot checkpoint memory (pause it with mode 'filesystem')"
+
+    def signal_argv(self, sandbox_id: str, sig: str) -> list[str]:
+        """The host command that sends `sig` (e.g. "USR1") to the sandbox's init (the agent)."""
+        raise NotImplementedError
+
+    def checkpoint_argv(self, sandbox_id: str, image_dir: Path) -> list[str]:
+        raise NotImplementedError
+
+    def restore_argv(self, sandbox_id: str, image_dir: Path, lay: SandboxLayout) -> list[str]:
+        raise NotImplementedError
+
+    async def before_restore(self, lay: SandboxLayout) -> None:
+        """Host-side preparation a memory restore needs (e.g. the netns as runsc expects it)."""
+
+    async def start_again(self, sandbox_id: str, lay: SandboxLayout) -> None:
+        """Cold-boot a stopped sandbox from its existing bundle and mounted rootfs (filesystem-only resume)."""
+        await self._start(SandboxSpec(sandbox_id=sandbox_id, template_rootfs=lay.rootfs), lay)
+
+    async def _restore_clone(self, spec: SandboxSpec, lay: SandboxLayout) -> None:
+        """Start from a snapshot's memory image under this new id; the image's agent is quiesced: re-listen."""
+        assert spec.restore_from is not None
+        await self.before_restore(lay)
+        await run_detached(self.restore_argv(spec.sandbox_id, spec.restore_from / "image", lay), lay.agent_log,
+                           self.ready_timeout)
+        rc, out = await run_cmd(*self.signal_argv(spec.sandbox_id, "USR2"), timeout=10)
+        if rc != 0:
+            raise RuntimeFailure(f"sandbox {spec.sandbox_id}: could not wake the restored agent: {out}")
+
+    def layout_of(self, sandbox_id: str) -> SandboxLayout:
+        return self._layout(sandbox_id)
+
+    def lock_of(self, sandbox_id: str) -> asyncio.Lock:
+        return self._lock(sandbox_id)
+
+    async def kill_processes(self, sandbox_id: str) -> None:
+        await self._kill(sandbox_id)
+
+    async def delete_runtime_state(self, sandbox_id: str) -> None:
+        await self._delete_state(sandbox_id)
+
+    async def is_running(self, sandbox_id: str) -> bool:
+        return await self._running(sandbox_id)
+
     # --- Runtime protocol ------------------------------------------------------------------------------------
 
     def _layout(self, sandbox_id: str) -> SandboxLayout:
@@ -161,7 +210,10 @@ class OciRuntime(ABC):
                 os.chmod(lay.run, 0o700)        # mkdir's mode is masked by the umask
                 if not self.settings.agent_binary.is_file():
                     raise RuntimeFailure(f"agent binary {self.settings.agent_binary} is missing")
-                await layout.create_layer(lay, spec.disk_mb)
+                if spec.restore_from is not None:
+                    await layout.copy_layer(lay, spec.restore_from / "layer.img")
+                else:
+                    await layout.create_layer(lay, spec.disk_mb)
                 step("layer")
                 layout.mount_rootfs(lay, Path(spec.template_rootfs), oci.MOUNTPOINTS)
                 step("overlay")
@@ -169,7 +221,10 @@ class OciRuntime(ABC):
                 step("network")
                 oci.write_bundle(spec, lay, self.settings.agent_binary, self.hardened, netns_path)
                 step("bundle")
-                await self._start(spec, lay)
+                if spec.restore_from is not None:
+                    await self._restore_clone(spec, lay)
+                else:
+                    await self._start(spec, lay)
                 step("start")
                 ready = await wait_ready(
                     lay.socket_path, self.ready_timeout, lambda: bool(cgroups.pids(spec.sandbox_id))
@@ -218,6 +273,8 @@ class OciRuntime(ABC):
         timings["cgroups"] = time.perf_counter() - t1
         t1 = time.perf_counter()
         await layout.teardown(self._layout(sandbox_id))
+        # A paused sandbox's checkpoint image (corral/runtime/suspend.py) goes with it.
+        shutil.rmtree(self.settings.checkpoints_dir / sandbox_id, ignore_errors=True)
         timings["teardown"] = time.perf_counter() - t1
         self.last_destroy_timings = timings
 

@@ -30,18 +30,21 @@ def _client(socket_path: Path, timeout: float) -> httpx.AsyncClient:
                              timeout=timeout, trust_env=False)
 
 
-async def init_agent(socket_path: Path, body: dict[str, Any], timeout: float = 15.0) -> None:
-    """Hand the agent its env vars, access token and defaults (answered 204).
+async def init_agent(socket_path: Path, body: dict[str, Any], timeout: float = 15.0,
+                     current_token: str | None = None) -> None:
+    """Hand the agent its env vars, access token and defaults (answered 204). `current_token`: the token an
+    already-initialised agent holds (a sandbox restored from a snapshot), needed to give it a new one.
 
     Raw HTTP/1.1 over the socket: it is on every create's path, and one request needs no client machinery.
     """
     payload = json.dumps(body).encode()
+    auth = b"X-Access-Token: %b\r\n" % current_token.encode() if current_token else b""
     writer = None
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_unix_connection(str(socket_path))
-            writer.write(b"POST /init HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n"
-                         b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(payload), payload))
+            writer.write(b"POST /init HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n%b"
+                         b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (auth, len(payload), payload))
             await writer.drain()
             head = await reader.readuntil(b"\r\n\r\n")
             parts = head.split(b" ", 2)

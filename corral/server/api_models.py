@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from corral.db import SandboxRecord
+from corral.pausing import PAUSE_MODE_KEY, SHOWN_AS
 
 ENVD_VERSION = "0.6.4"
 # Deprecated in the spec but still required; the SDK never reads it.
@@ -55,6 +56,13 @@ class ConnectV2In(_WireIn):
 class ResumeIn(_WireIn):
     timeout: int | None = Field(default=None, ge=0)
     auto_pause: bool | None = Field(default=None, alias="autoPause")
+
+
+class PauseIn(_WireIn):
+    """SandboxPauseRequest: memory false = filesystem-only (processes are lost, resume cold-boots)."""
+
+    memory: bool | None = None
+    require_healthy_guest: bool | None = Field(default=None, alias="requireHealthyGuest")
 
 
 class RefreshIn(_WireIn):
@@ -109,9 +117,14 @@ def sandbox_out(row: SandboxRecord, domain: str | None) -> dict[str, Any]:
 
 
 def _listed_fields(row: SandboxRecord) -> dict[str, Any]:
+    state = SHOWN_AS.get(row.state, row.state)
+    metadata = dict(row.metadata_ or {})
+    if state == "paused" and row.pause_mode:
+        # "memory" (processes continue on resume) or "filesystem" (files only: resume cold-boots it).
+        metadata[PAUSE_MODE_KEY] = row.pause_mode
     return {"template_id": row.template_id, "alias": row.alias, "sandbox_id": row.id, "started_at": row.started_at,
             "end_at": row.end_at, "cpu_count": row.cpu_count, "memory_mb": row.memory_mb,
-            "disk_size_mb": row.disk_mb, "metadata": dict(row.metadata_ or {}), "state": row.state}
+            "disk_size_mb": row.disk_mb, "metadata": metadata, "state": state}
 
 
 def listed_out(row: SandboxRecord) -> dict[str, Any]:
@@ -121,4 +134,5 @@ def listed_out(row: SandboxRecord) -> dict[str, Any]:
 def detail_out(row: SandboxRecord, domain: str | None) -> dict[str, Any]:
     return SandboxDetailOut.model_validate({
         **_listed_fields(row), "envd_access_token": row.envd_access_token if row.secure else None,
-        "allow_internet_access": row.allow_internet_access, "domain": domain}).wire()
+        "allow_internet_access": row.allow_internet_access, "domain": domain,
+        "lifecycle": {"autoResume": bool(row.auto_resume), "onTimeout": row.on_timeout or "kill"}}).wire()

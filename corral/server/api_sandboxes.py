@@ -10,10 +10,12 @@ from fastapi.responses import JSONResponse
 
 from corral.errors import InvalidRequestError
 from corral.net.policy import EgressPolicy
+from corral.pausing import SHOWN_AS, VISIBLE
 from corral.sandboxes import CreateRequest, SandboxManager
 from corral.server.api_models import (
     ConnectV2In,
     NewSandboxIn,
+    PauseIn,
     RefreshIn,
     ResumeIn,
     TimeoutIn,
@@ -24,7 +26,6 @@ from corral.server.api_models import (
 from corral.server.api_volumes import volume_store
 from corral.server.api_network import check_unsupported
 from corral.server.auth import require_team
-from corral.server.http_errors import error_response
 from corral.server.listing import paginate, parse_metadata_query, parse_states
 
 router = APIRouter()
@@ -44,10 +45,11 @@ def _domain(request: Request) -> str | None:
 
 def _create_request(body: NewSandboxIn, team_id: str, *, v2: bool, request: Request) -> CreateRequest:
     # Refuse what Corral cannot honour rather than silently dropping it.
-    if body.auto_pause:
-        raise InvalidRequestError("autoPause: pausing sandboxes is not supported by this server")
-    if body.auto_resume is not None and body.auto_resume.enabled:
-        raise InvalidRequestError("autoResume: pausing sandboxes is not supported by this server")
+    auto_resume = body.auto_resume is not None and body.auto_resume.enabled
+    if auto_resume and not body.auto_pause:
+        raise InvalidRequestError("autoResume: needs autoPause (lifecycle on_timeout 'pause')")
+    if auto_resume and body.auto_pause_memory is False:
+        raise InvalidRequestError("autoResume: a filesystem-only pause (autoPauseMemory false) cannot be auto-resumed")
     if body.mcp:
         raise InvalidRequestError("mcp: MCP gateways are not supported by this server")
     if body.iam and body.iam.get("tokens"):
@@ -60,6 +62,7 @@ def _create_request(body: NewSandboxIn, team_id: str, *, v2: bool, request: Requ
         team_id=team_id, template=body.template_id, timeout_s=timeout, metadata=dict(body.metadata or {}),
         env_vars=dict(body.env_vars or {}), secure=True if v2 else bool(body.secure),
         allow_internet_access=body.allow_internet_access, require_traffic_token=allow_public is False, egress=egress,
+        on_timeout="pause" if body.auto_pause else "kill", auto_resume=auto_resume,
         volumes=volume_store(request).resolve_mounts(
             team_id, body.volume_mounts, lambda: _manager(request).templates.get(body.template_id).rootfs))
 
@@ -87,8 +90,11 @@ def _list(request: Request, team: str, *, metadata: str | None, state: list[str]
     states = parse_states(state)
     if started_after is not None and started_after.tzinfo is None:
         started_after = started_after.replace(tzinfo=UTC)  # a naive time is read as UTC
-    rows = [] if states is not None and "running" not in states else _manager(request).list(
-        team, metadata=parse_metadata_query(metadata), template=template, started_after=started_after)
+    # No state filter: running and paused (what the SDK's list means); mid-transition rows show what they were.
+    wanted = states if states is not None else {"running", "paused"}
+    db_states = [s for s in VISIBLE if SHOWN_AS.get(s, s) in wanted]
+    rows = _manager(request).list(team, metadata=parse_metadata_query(metadata), template=template,
+                                  started_after=started_after, states=db_states)
     page, token = paginate(rows, order=order, limit=limit, next_token=next_token)
     headers = {"X-Total-Running": str(len(rows))}
     if token:
@@ -116,7 +122,7 @@ async def list_v1(request: Request, team: Team, metadata: str | None = None) -> 
 
 @router.get("/sandboxes/{sandbox_id}")
 async def get_sandbox(sandbox_id: str, request: Request, team: Team) -> JSONResponse:
-    out = detail_out(_manager(request).get(sandbox_id, team), _domain(request))
+    out = detail_out(_manager(request).get(sandbox_id, team, states=VISIBLE), _domain(request))
     mounts = volume_store(request).mounts_of(sandbox_id)
     if mounts:
         out["volumeMounts"] = mounts
@@ -142,27 +148,35 @@ async def refresh(sandbox_id: str, request: Request, team: Team, body: RefreshIn
     return Response(status_code=204)
 
 
-def _connected(request: Request, sandbox_id: str, team: str, timeout: int, status: int) -> JSONResponse:
-    row = _manager(request).extend(sandbox_id, team, timeout)
-    return JSONResponse(sandbox_out(row, _domain(request)), status_code=status)
+async def _connected(request: Request, sandbox_id: str, team: str, timeout: int, status: int | None) -> JSONResponse:
+    """Resume a paused sandbox (201) or extend a running one (`status`, or 200)."""
+    row, resumed = await _manager(request).pauser.resume(sandbox_id, team, timeout)
+    return JSONResponse(sandbox_out(row, _domain(request)), status_code=201 if resumed else status or 200)
 
 
 @router.post("/sandboxes/{sandbox_id}/connect")
 async def connect_v1(sandbox_id: str, body: TimeoutIn, request: Request, team: Team) -> JSONResponse:
-    # 200 = "was already running" (the only kind of sandbox Corral has; there is no pause).
-    return _connected(request, sandbox_id, team, body.timeout, 200)
+    return await _connected(request, sandbox_id, team, body.timeout, None)
 
 
 @router.post("/v2/sandboxes/{sandbox_id}/connect")
 async def connect_v2(sandbox_id: str, request: Request, team: Team, body: ConnectV2In | None = None) -> JSONResponse:
+    # 201 = resumed from pause, 200 = was already running (the SDK reads both as success).
     timeout = body.timeout if body is not None and body.timeout is not None else V2_DEFAULT_TIMEOUT
-    return _connected(request, sandbox_id, team, timeout, 200)
+    return await _connected(request, sandbox_id, team, timeout, None)
 
 
 @router.post("/sandboxes/{sandbox_id}/resume")
 async def resume(sandbox_id: str, request: Request, team: Team, body: ResumeIn | None = None) -> JSONResponse:
     timeout = body.timeout if body is not None and body.timeout is not None else V1_DEFAULT_TIMEOUT
-    return _connected(request, sandbox_id, team, timeout, 201)
+    return await _connected(request, sandbox_id, team, timeout, 201)
+
+
+@router.post("/sandboxes/{sandbox_id}/pause", status_code=204)
+async def pause(sandbox_id: str, request: Request, team: Team, body: PauseIn | None = None) -> Response:
+    # 409 when already paused (the SDK's pause() then returns False) or when it cannot be checkpointed.
+    await _manager(request).pauser.pause(sandbox_id, team, memory=body.memory if body is not None else None)
+    return Response(status_code=204)
 
 
 @router.get("/sandboxes/{sandbox_id}/metrics")
@@ -170,13 +184,3 @@ async def metrics(sandbox_id: str, request: Request, team: Team) -> JSONResponse
     # The SDK treats an empty list as "no samples yet"; Corral does not sample usage (yet).
     _manager(request).get(sandbox_id, team)
     return JSONResponse([])
-
-
-@router.post("/sandboxes/{sandbox_id}/pause")
-@router.post("/sandboxes/{sandbox_id}/snapshots")
-@router.post("/sandboxes/{sandbox_id}/fork")
-async def unsupported(sandbox_id: str, request: Request, team: Team) -> JSONResponse:
-    # A clear "not here" instead of a bare 404, which the SDK would report as "sandbox not found".
-    _manager(request).get(sandbox_id, team)
-    action = request.url.path.rsplit("/", 1)[-1]
-    return error_response(501, f"{action}: not supported by this server (sandboxes cannot be paused or snapshotted)")

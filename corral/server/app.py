@@ -12,6 +12,7 @@ from corral.server.api_sandboxes import router as sandboxes_router
 from corral.server.api_volumecontent import router as volumecontent_router
 from corral.server.api_volumes import router as volumes_router
 from corral.server.api_templates import router as templates_router
+from corral.server.api_snapshots import router as snapshots_router
 from corral.server.http_errors import install_error_handlers
 from corral.volumes.store import VolumeStore
 
@@ -33,4 +34,5 @@ def create_app(settings: Settings, manager: SandboxManager) -> FastAPI:
     app.include_router(volumecontent_router)
     app.include_router(templates_router)
     app.include_router(network_router)
+    app.include_router(snapshots_router)
     return app

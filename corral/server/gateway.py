@@ -7,7 +7,7 @@ import asyncio
 from corral.server.gateway_client import ClientConn
 from corral.server.gateway_forward import ForwardTarget
 from corral.server.gateway_upstream import UnixTarget, UpstreamPool, UpstreamTarget
-from corral.server.route import ENVD_PORT, ActivityHook, Route, RouteResolver
+from corral.server.route import ENVD_PORT, ActivityHook, Route, RouteResolver, WakeHook
 
 
 class Gateway:
@@ -18,6 +18,7 @@ class Gateway:
         resolve: RouteResolver,
         on_activity: ActivityHook | None = None,
         domain: str = "localhost",
+        wake: WakeHook | None = None,
         *,
         max_head_bytes: int = 64 * 1024,
         head_timeout: float = 10.0,
@@ -27,6 +28,8 @@ class Gateway:
     ) -> None:
         self.resolve = resolve
         self.on_activity = on_activity
+        self.wake = wake
+        self.active: dict[str, int] = {}   # sandbox id -> requests being proxied right now
         self.domain = domain
         self.max_head_bytes = max_head_bytes
         self.head_timeout = head_timeout
@@ -60,6 +63,10 @@ class Gateway:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
+
+    def busy(self, sandbox_id: str) -> bool:
+        """True while a request to the sandbox is being proxied (hibernation waits for it)."""
+        return sandbox_id in self.active
 
     def upstream_for(self, route: Route, port: int) -> UpstreamTarget | None:
         """Where a sandbox port is served; None answers 502. envd is the agent itself; any other port is

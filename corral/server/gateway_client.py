@@ -392,6 +392,11 @@ class ClientConn(asyncio.Protocol):
         except CorralError as exc:
             return await self._answer(req, exc.status_code, exc.message)
         route = gw.resolve(sandbox_id)
+        if route is None and gw.wake is not None:
+            try:
+                route = await gw.wake(sandbox_id)   # a paused sandbox: auto-resume, or a clear refusal
+            except CorralError as exc:
+                return await self._answer(req, exc.status_code, exc.message, {"sandboxId": sandbox_id})
         if route is None:
             # "was not found" is what the SDK matches to raise SandboxNotRunningException.
             return await self._answer(req, 502, f"The sandbox {sandbox_id} was not found", {"sandboxId": sandbox_id})
@@ -416,9 +421,18 @@ class ClientConn(asyncio.Protocol):
         if req.expect_continue and not req.body_done:
             assert self.transport is not None
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if req.upgrade is not None:
-            return await self._run_tunnel(req, target, sandbox_id, port)
-        return await self._proxy(req, target, sandbox_id, port)
+        gw.active[sandbox_id] = gw.active.get(sandbox_id, 0) + 1
+        try:
+            if req.upgrade is not None:
+                return await self._run_tunnel(req, target, sandbox_id, port)
+            return await self._proxy(req, target, sandbox_id, port)
+        finally:
+            # In-flight requests (streams, tunnels) keep a sandbox from hibernating; its end counts as activity.
+            left = gw.active.pop(sandbox_id, 1) - 1
+            if left:
+                gw.active[sandbox_id] = left
+            if gw.on_activity is not None:
+                gw.on_activity(sandbox_id)
 
     def _upstream_head(self, req: Request) -> bytes:
         return b"%b %b HTTP/1.1\r\n%b\r\n" % (req.method.encode(), req.target, req.forward)

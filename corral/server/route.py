@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +19,11 @@ class Route:
 
 # The gateway calls this on every request; it must be O(1) and never block (an in-memory dict lookup).
 RouteResolver = Callable[[str], Route | None]
-# Called by the gateway on each request that reached a sandbox (idle tracking, later auto-resume).
+# Called by the gateway when a request to a sandbox starts and when it ends (idle tracking, hibernation).
 ActivityHook = Callable[[str], None]
+# Called for an id with no route: resumes a paused sandbox that may be woken by traffic and returns its route,
+# None for an unknown id, or raises a CorralError saying why not (e.g. paused without auto-resume).
+WakeHook = Callable[[str], Awaitable[Route | None]]
 
 ENVD_PORT = 49983
 INTERPRETER_PORT = 49999

@@ -44,7 +44,8 @@ async def serve(settings: Settings) -> None:
     network = NetworkService(settings) if settings.net_enabled else None
     manager = SandboxManager(settings, make_runtimes(settings), TemplateCatalog(settings), db=db,
                              warm_pool=settings.pool_size > 0, network=network)
-    gateway = Gateway(resolve=manager.route, on_activity=manager.touch, domain=settings.domain)
+    gateway = Gateway(resolve=manager.route, on_activity=manager.touch, domain=settings.domain, wake=manager.wake)
+    manager.busy = gateway.busy
     app = create_app(settings, manager)
     server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                     log_level="info", access_log=False, lifespan="off"))

@@ -59,7 +59,7 @@ async def test_on_activity_called_per_routed_request(env: Env, client: httpx.Asy
     await client.get("/health", headers=env.headers(SB1))
     await client.get("/health", headers=env.headers(SB2))
     await client.get("/health")  # not routed: no activity
-    assert env.activity == [SB1, SB2]
+    assert env.activity == [SB1, SB1, SB2, SB2]  # at the start and at the end of each request
 
 
 async def test_missing_or_malformed_routing_is_400(client: httpx.AsyncClient) -> None:

@@ -65,7 +65,7 @@ async def test_unknown_path_uses_error_shape(client: httpx.AsyncClient) -> None:
     ({"templateID": "base", "timeout": -1}, "timeout"),
     ({"templateID": "base", "metadata": ["not", "a", "map"]}, "metadata"),
     ({"templateID": "base", "envVars": {"A": 1}}, "envVars.A"),
-    ({"templateID": "base", "autoPause": True}, "autoPause"),
+    ({"templateID": "base", "autoResume": {"enabled": True}}, "autoResume"),
     ({"templateID": "base", "volumeMounts": [{"name": "v", "path": "/v"}]}, "volumeMounts"),
     ({"templateID": "base", "timeout": 10**6}, "timeout"),
     ({"templateID": "base", "metadata": {"corral.runtime": "docker"}}, "corral.runtime"),

@@ -117,11 +117,11 @@ async def test_timestamps_are_utc_iso(client: httpx.AsyncClient) -> None:
     assert started.tzinfo is not None and abs(datetime.now(UTC) - started) < timedelta(seconds=10)
 
 
-async def test_unsupported_actions_are_501_not_404(client: httpx.AsyncClient) -> None:
+async def test_pause_snapshot_fork_need_a_checkpointing_runtime(client: httpx.AsyncClient) -> None:
     sid = await make(client)
     for action in ("pause", "snapshots", "fork"):
         r = await client.post(f"/sandboxes/{sid}/{action}", json={})
-        assert r.status_code == 501 and action in r.json()["message"]
+        assert r.status_code == 409 and "cannot" in r.json()["message"]
         assert (await client.post(f"/sandboxes/{'z' * 20}/{action}", json={})).status_code == 404
     assert (await client.get(f"/sandboxes/{sid}/metrics")).json() == []
     assert (await client.get(f"/sandboxes/{'z' * 20}/metrics")).status_code == 404

@@ -27,10 +27,11 @@ def free_port() -> int:
 class FakeGateway:
     instances: ClassVar[list[FakeGateway]] = []
 
-    def __init__(self, resolve: Any, on_activity: Any = None, domain: str = "localhost") -> None:
-        self.resolve, self.on_activity, self.domain = resolve, on_activity, domain
+    def __init__(self, resolve: Any, on_activity: Any = None, domain: str = "localhost", wake: Any = None) -> None:
+        self.resolve, self.on_activity, self.domain, self.wake = resolve, on_activity, domain, wake
         self.started: tuple[str, int] | None = None
         self.closed = False
+        self.busy = lambda _sandbox_id: False
         FakeGateway.instances.append(self)
 
     async def start(self, host: str, port: int) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from corral.config import Settings
 from corral.net import netns
+from corral.net.conntrack import tcp_blocker
 from corral.net.gvisor_netns import netstack_wrap
 from corral.runtime import cgroups, procs
 from corral.runtime.base import SandboxSpec
@@ -100,7 +101,8 @@ class GVisorRuntime(OciRuntime):
         # --network=none and --network=sandbox (gVisor's own netstack) both checkpoint; only hostinet cannot.
         if "--network=host" in self.global_flags():
             return "it uses host networking (runsc --network=host), which gVisor cannot checkpoint"
-        return None
+        info = netns.read_info(self._layout(sandbox_id).dir) if self.settings.net_enabled else None
+        return tcp_blocker(info.sandbox_ip) if info is not None else None
 
     async def before_restore(self, lay: SandboxLayout) -> None:
         # runsc --network=sandbox moved eth0's address and route into its netstack at start; the restore reads them

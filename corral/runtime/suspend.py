@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.errors import ConflictError, StorageFullError, RuntimeFailure
+from corral.errors import ConflictError, RuntimeFailure, StorageFullError
 from corral.runtime import cgroups, layout, procs
 from corral.runtime.health import wait_ready
 from corral.runtime.layout import SandboxLayout
 from corral.runtime.lifecycle import OciRuntime, log_tail, run_detached
 from corral.runtime.procs import run_cmd
+
+log = logging.getLogger(__name__)
 
 MEMORY = "memory"          # processes and memory kept (gVisor checkpoint)
 FILESYSTEM = "filesystem"  # files kept, processes lost: resume cold-boots the sandbox
@@ -147,7 +150,12 @@ async def pause(rt: OciRuntime, sandbox_id: str, mode: str) -> float:
                 shutil.rmtree(img, ignore_errors=True)
                 alive = await rt.is_running(sandbox_id)
                 if alive:
-                    await _relisten(rt, sandbox_id, lay)
+                    try:
+                        await _relisten(rt, sandbox_id, lay)
+                    except RuntimeFailure as e:   # the Sentry died with the checkpoint: report why it failed
+                        log.warning("sandbox %s: no agent after a failed checkpoint: %s", sandbox_id, e)
+                        alive = False
+                log.warning("sandbox %s: runsc checkpoint failed (exit %s):\n%s", sandbox_id, rc, out[-8000:])
                 nospace = "no space" in out.lower()
                 msg = (f"pause: checkpoint of {sandbox_id} failed: {out[-500:]}; "
                        + ("the sandbox keeps running" if alive else "the sandbox did not survive it"))

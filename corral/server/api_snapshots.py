@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
@@ -58,13 +58,6 @@ async def list_snapshots(request: Request, team: Team,
     page, token = paginate(keyed, order="asc", limit=limit, next_token=next_token)  # type: ignore[arg-type]
     headers = {"X-Next-Token": token} if token else {}
     return JSONResponse([_info(k.row) for k in page], headers=headers)  # type: ignore[attr-defined]
-
-
-@router.delete("/templates/{template_id:path}", status_code=204)
-async def delete_snapshot(template_id: str, request: Request, team: Team) -> Response:
-    # Snapshots are templates in E2B's API: the SDK deletes one through DELETE /templates/{id}.
-    await _manager(request).snapshots.delete(team, template_id)
-    return Response(status_code=204)
 
 
 @router.post("/sandboxes/{sandbox_id}/fork", status_code=201)

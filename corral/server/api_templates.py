@@ -300,6 +300,11 @@ async def update_template(template_id: str, body: TemplateUpdate, team: Team, re
 
 @router.delete("/templates/{template_id}", status_code=204)
 async def delete_template(template_id: str, team: Team, request: Request) -> Response:
+    snapshots = request.app.state.manager.snapshots
+    if snapshots.find(team, template_id) is not None:
+        # Snapshots are templates in E2B's API: the SDK deletes one through DELETE /templates/{id}.
+        await snapshots.delete(team, template_id)
+        return Response(status_code=204)
     svc = _service(request)
     info, _ = svc.catalog.owned(template_id, team)
     # Running sandboxes keep their layers (gc skips mounted ones); the template stops being served at once.

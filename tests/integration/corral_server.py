@@ -125,7 +125,29 @@ def serving(server: CorralServer, extra: tuple[str, ...] = (), log_lines: int = 
     finally:
         server.stop()
         print(server.log_tail(log_lines))
+        destroy_remaining(server)
         shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+def destroy_remaining(server: CorralServer) -> None:
+    """After the server stopped: destroy what its sandboxes still hold (a stop leaves sandboxes running, by design),
+    and its nft table, so that a test session leaves nothing on the host. Tests assert their own cleanup."""
+    import asyncio
+
+    from corral.config import Settings
+    from corral.runtime.factory import make_runtimes
+
+    settings = Settings(data_dir=server.data_dir, net_tag=server.net_tag, net_cidr=server.net_cidr)
+    runtimes = make_runtimes(settings)
+
+    async def destroy() -> None:
+        for d in sorted((server.data_dir / "sandboxes").glob("*")):
+            kind = (d / "runtime").read_text().strip() if (d / "runtime").is_file() else "gvisor"
+            print(f"session teardown: destroying sandbox {d.name} ({kind}) left running")
+            await runtimes[kind].destroy(d.name)
+
+    asyncio.run(destroy())
+    subprocess.run(["nft", "delete", "table", "inet", server.net_tag], capture_output=True, check=False)
 
 
 def leftovers(data_dir: Path, sandbox_ids: list[str] | None = None) -> list[str]:
@@ -178,4 +200,5 @@ def started(server: CorralServer, extra: tuple[str, ...] = ()) -> Iterator[Corra
     finally:
         server.stop()
         print(server.log_tail(100))
+        destroy_remaining(server)
         shutil.rmtree(server.data_dir, ignore_errors=True)

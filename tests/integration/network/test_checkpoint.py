@@ -68,3 +68,16 @@ def test_checkpoint_restore_keeps_network_and_policy(e2b: CorralServer, internet
 @pytest.fixture
 def tier() -> str:
     return "gvisor"   # checkpoint is a gVisor feature
+
+
+def test_pause_refused_while_tcp_state_lingers(e2b: CorralServer, internet: Internet,
+                                               sandboxes: Callable[..., Sandbox]) -> None:
+    """runsc 20240729 panics saving a TCP endpoint in TIME_WAIT (the sandbox dies): Corral refuses the pause instead,
+    from the host's conntrack entry, and the sandbox keeps running."""
+    sbx = sandboxes()
+    site = f"http://{internet.sites['site-a.test'].ip}:{PORT}/"
+    r = sbx.commands.run(f"curl -sS -o /dev/null -w '%{{http_code}}' --noproxy '*' --max-time 5 {site}")
+    assert r.stdout == "200", r.stdout + r.stderr
+    assert sbx.pause() is False                     # 409: the SDK answers False
+    assert sbx.commands.run("echo alive").stdout == "alive\n"
+    assert sbx.is_running()

@@ -23,8 +23,8 @@ from corral.server.api_models import (
     listed_out,
     sandbox_out,
 )
-from corral.server.api_volumes import volume_store
 from corral.server.api_network import check_unsupported
+from corral.server.api_volumes import volume_store
 from corral.server.auth import require_team
 from corral.server.listing import paginate, parse_metadata_query, parse_states
 

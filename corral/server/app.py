@@ -9,10 +9,10 @@ from corral.config import Settings
 from corral.sandboxes import SandboxManager
 from corral.server.api_network import router as network_router
 from corral.server.api_sandboxes import router as sandboxes_router
+from corral.server.api_snapshots import router as snapshots_router
+from corral.server.api_templates import router as templates_router
 from corral.server.api_volumecontent import router as volumecontent_router
 from corral.server.api_volumes import router as volumes_router
-from corral.server.api_templates import router as templates_router
-from corral.server.api_snapshots import router as snapshots_router
 from corral.server.http_errors import install_error_handlers
 from corral.volumes.store import VolumeStore
 

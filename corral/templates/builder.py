@@ -17,13 +17,13 @@ from typing import Protocol
 
 from corral.config import Settings
 from corral.errors import CorralError, InvalidRequestError
+from corral.images.store import ImageStore
 from corral.runtime.layout import lower_dirs
 from corral.templates import tags as template_tags
 from corral.templates.build_sandbox import BuildRuntime, proxy_env, run_step
 from corral.templates.build_spec import META_STEPS, BuildSpec, Step, resolve_dir
 from corral.templates.catalog import OWNER_JSON, TemplateCatalog, TemplateOwner
 from corral.templates.copy_step import copy_script, unpack
-from corral.images.store import ImageStore
 from corral.templates.layers import Layer, LayerStore, layer_key, read_lowers, write_lowers
 from corral.templates.store import TemplateInfo
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select
 
-import corral.db
 from corral.config import Settings
 from corral.db import ApiKey, open_database
 from corral.errors import ConflictError, NotFoundError

@@ -31,8 +31,8 @@ def test_time_wait_blocks_until_gvisor_forgets_it(tmp_path: Path) -> None:
 
 def test_other_sandboxes_and_udp_do_not_count(tmp_path: Path) -> None:
     rows = [ROW.format(t=431999, state="ESTABLISHED", src="10.9.0.22"),
-            "ipv4     2 udp      17 20 src=10.9.0.2 dst=10.9.0.1 sport=5000 dport=53 src=10.9.0.1 dst=10.9.0.2 "
-            "sport=53 dport=5000 mark=0 zone=0 use=2"]
+            ("ipv4     2 udp      17 20 src=10.9.0.2 dst=10.9.0.1 sport=5000 dport=53 src=10.9.0.1 dst=10.9.0.2 "
+             "sport=53 dport=5000 mark=0 zone=0 use=2")]
     assert tcp_blocker("10.9.0.2", table(tmp_path, *rows)) is None
 
 

@@ -19,9 +19,11 @@ from corral.db.models import utcnow
 from corral.errors import CorralError, InvalidRequestError, NotFoundError, RuntimeFailure
 from corral.ids import new_access_token, new_sandbox_id
 from corral.pool import PoolTemplate, WarmPool, spec_for
+from corral.quotas import QuotaKeeper
 from corral.runtime.base import Runtime, RuntimeHandle
 from corral.server.agent_calls import init_agent, start_command, wait_ready
 from corral.server.route import Route
+from corral.tenancy import get_quota, owned
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,7 @@ class SandboxManager:
         self._agent_init = agent_init
         # Off unless asked (the server asks when settings.pool_size > 0): embedders and unit tests see only their creates.
         self.pool: WarmPool | None = WarmPool(settings, runtimes, templates) if warm_pool else None
+        self.quotas = QuotaKeeper(lambda team_id: get_quota(self.db, settings, team_id))
         self._routes: dict[str, Route] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._last_activity: dict[str, float] = {}
@@ -124,6 +127,18 @@ class SandboxManager:
         self._check_timeout(req.timeout_s)
         template = self.templates.get(req.template)  # NotFoundError -> 404 with the store's message
         runtime_name = self._pick_runtime(req, template)
+        spec = spec_for(self.settings, template, "")
+        # Reserved before anything starts (429 when over quota); freed on failure, moved to the sandbox on success.
+        reservation = self.quotas.reserve(req.team_id, spec.memory_mb, spec.disk_mb)
+        try:
+            record = await self._create_reserved(req, template, runtime_name)
+        except BaseException:
+            self.quotas.release(reservation)
+            raise
+        self.quotas.commit(reservation, record.id)
+        return record
+
+    async def _create_reserved(self, req: CreateRequest, template: TemplateLike, runtime_name: str) -> SandboxRecord:
         warm = await self.pool.claim(template, runtime_name) if self.pool is not None else None
         if warm is not None:
             try:
@@ -195,6 +210,7 @@ class SandboxManager:
         self._routes[record.id] = Route(
             sandbox_id=record.id, team_id=record.team_id, socket_path=socket_path, secure=record.secure,
             envd_access_token=record.envd_access_token, traffic_access_token=record.traffic_access_token)
+        self.quotas.adopt(record.id, record.team_id, record.memory_mb, record.disk_mb)
         self._schedule(record.id, record.end_at)
 
     # ---- timers ----
@@ -228,7 +244,8 @@ class SandboxManager:
         """A running sandbox of this team; another team's sandbox is reported exactly like a missing one."""
         with self.db.session() as s:
             row = s.get(SandboxRecord, sandbox_id)
-        if row is None or row.team_id != team_id or row.state != RUNNING:
+        row = owned(row, team_id, "sandbox", sandbox_id)
+        if row.state != RUNNING:
             raise NotFoundError(f"sandbox {sandbox_id!r} not found")
         return row
 
@@ -283,6 +300,7 @@ class SandboxManager:
         # Unroutable at once; the slow teardown runs in the background with retries.
         self._routes.pop(sandbox_id, None)
         self._last_activity.pop(sandbox_id, None)
+        self.quotas.release(sandbox_id)
         timer = self._timers.pop(sandbox_id, None)
         if timer is not None:
             timer.cancel()

@@ -1,6 +1,7 @@
 """Corral's state: SQLAlchemy models for teams, API keys and sandboxes, and the migrated database handle."""
 
 from corral.db.engine import Database, open_database
-from corral.db.models import ApiKey, Base, SandboxRecord, Team
+from corral.db.models import AdminKey, ApiKey, AuditEntry, Base, SandboxRecord, Team, TeamQuota
 
-__all__ = ["ApiKey", "Base", "Database", "SandboxRecord", "Team", "open_database"]
+__all__ = ["AdminKey", "ApiKey", "AuditEntry", "Base", "Database", "SandboxRecord", "Team", "TeamQuota",
+           "open_database"]

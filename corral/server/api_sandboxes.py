@@ -62,12 +62,14 @@ def _create_request(body: NewSandboxIn, team_id: str, *, v2: bool) -> CreateRequ
 @router.post("/sandboxes", status_code=201)
 async def create_v1(body: NewSandboxIn, request: Request, team: Team) -> JSONResponse:
     row = await _manager(request).create(_create_request(body, team, v2=False))
+    request.state.target_id = row.id
     return JSONResponse(sandbox_out(row, _domain(request)), status_code=201)
 
 
 @router.post("/v2/sandboxes", status_code=201)
 async def create_v2(body: NewSandboxIn, request: Request, team: Team) -> JSONResponse:
     row = await _manager(request).create(_create_request(body, team, v2=True))
+    request.state.target_id = row.id
     return JSONResponse(sandbox_out(row, _domain(request)), status_code=201)
 
 

@@ -7,13 +7,16 @@ from fastapi import FastAPI, Response
 from corral import __version__
 from corral.config import Settings
 from corral.sandboxes import SandboxManager
+from corral.server.api_admin import router as admin_router
 from corral.server.api_sandboxes import router as sandboxes_router
+from corral.server.guards import AuditLog, RequestGuard
 from corral.server.http_errors import install_error_handlers
 
 
 def create_app(settings: Settings, manager: SandboxManager) -> FastAPI:
     """The API app; the manager's lifetime (start/close) belongs to the caller (corral.server.run.serve)."""
-    app = FastAPI(title="Corral", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="Corral", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json")
     app.state.settings = settings
     app.state.manager = manager
     install_error_handlers(app)
@@ -23,4 +26,8 @@ def create_app(settings: Settings, manager: SandboxManager) -> FastAPI:
         return Response(status_code=204)
 
     app.include_router(sandboxes_router)
+    app.include_router(admin_router)
+    # Added last = outermost: the audit log sees even the calls the guard refuses.
+    app.add_middleware(RequestGuard, max_body=settings.api_max_body_bytes)
+    app.add_middleware(AuditLog, db=manager.db)
     return app

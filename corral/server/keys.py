@@ -50,10 +50,16 @@ def add_key(db: Database, name: str, team: str = DEFAULT_TEAM) -> str:
 
 def team_for_key(db: Database, key: str) -> str | None:
     """The team id an active key belongs to, or None for an unknown or revoked key."""
+    found = lookup_key(db, key)
+    return found[1] if found else None
+
+
+def lookup_key(db: Database, key: str) -> tuple[str, str] | None:
+    """(key id, team id) of an active key, or None for an unknown or revoked key."""
     with db.session() as s:
-        row = s.scalar(select(ApiKey.team_id).where(ApiKey.key_hash == hash_secret(key),
-                                                    ApiKey.revoked_at.is_(None)))
-        return row
+        row = s.execute(select(ApiKey.id, ApiKey.team_id).where(ApiKey.key_hash == hash_secret(key),
+                                                                ApiKey.revoked_at.is_(None))).first()
+        return (row[0], row[1]) if row else None
 
 
 def create_key(settings: Settings, name: str, team: str = DEFAULT_TEAM) -> str:

@@ -28,6 +28,7 @@ def create_app(settings: Settings, manager: SandboxManager) -> FastAPI:
     app.include_router(sandboxes_router)
     app.include_router(admin_router)
     # Added last = outermost: the audit log sees even the calls the guard refuses.
-    app.add_middleware(RequestGuard, max_body=settings.api_max_body_bytes)
+    app.add_middleware(RequestGuard, max_body=settings.api_max_body_bytes,
+                       max_header_bytes=settings.api_max_header_bytes)
     app.add_middleware(AuditLog, db=manager.db)
     return app

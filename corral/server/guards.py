@@ -30,15 +30,21 @@ class _TooLarge(Exception):
 
 
 class RequestGuard:
-    """Rejects malformed ids (404) and bodies over `max_body` bytes (413), declared or streamed."""
+    """Rejects oversized heads (431), malformed ids (404) and bodies over `max_body` bytes (413, declared or streamed)."""
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, max_header_bytes: int = 16 << 10) -> None:
         self.app = app
         self.max_body = max_body
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers") or []
+        if sum(len(k) + len(v) + 4 for k, v in headers) > self.max_header_bytes:
+            # The HTTP layer refuses heads that arrive in pieces; this catches one that arrived whole.
+            await error_response(431, f"headers: larger than {self.max_header_bytes} bytes")(scope, receive, send)
             return
         path: str = scope.get("path", "")
         for where, shape, what in _ID_RULES:
@@ -46,7 +52,7 @@ class RequestGuard:
             if m and not shape.match(m.group(1)):
                 await error_response(404, f"{what} not found")(scope, receive, send)
                 return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        declared = dict(headers).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
             await error_response(413, f"body: larger than {self.max_body} bytes")(scope, receive, send)
             return

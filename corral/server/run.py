@@ -32,6 +32,7 @@ async def serve(settings: Settings) -> None:
     from corral.sandboxes import SandboxManager
     from corral.server.app import create_app
     from corral.server.gateway import Gateway
+    from corral.server.slow_clients import guarded_protocol
     from corral.templates.store import TemplateStore
 
     if not logging.getLogger().handlers:
@@ -42,9 +43,12 @@ async def serve(settings: Settings) -> None:
     db = open_database(settings.db_url)
     manager = SandboxManager(settings, make_runtimes(settings), TemplateStore(settings), db=db,
                              warm_pool=settings.pool_size > 0)
-    gateway = Gateway(resolve=manager.route, on_activity=manager.touch, domain=settings.domain)
+    gateway = Gateway(resolve=manager.route, on_activity=manager.touch, domain=settings.domain,
+                      max_body_bytes=settings.gateway_max_upload_bytes)
     server = _Server(uvicorn.Config(create_app(settings, manager), host=settings.host, port=settings.port,
-                                    log_level="info", access_log=False, lifespan="off"))
+                                    log_level="info", access_log=False, lifespan="off",
+                                    http=guarded_protocol(settings.api_read_timeout_s),
+                                    h11_max_incomplete_event_size=settings.api_max_header_bytes))
     loop = asyncio.get_running_loop()
     stop_signals = (signal.SIGINT, signal.SIGTERM)
     api: asyncio.Task[None] | None = None

@@ -27,7 +27,7 @@ def free_port() -> int:
 class FakeGateway:
     instances: ClassVar[list[FakeGateway]] = []
 
-    def __init__(self, resolve: Any, on_activity: Any = None, domain: str = "localhost") -> None:
+    def __init__(self, resolve: Any, on_activity: Any = None, domain: str = "localhost", **limits: Any) -> None:
         self.resolve, self.on_activity, self.domain = resolve, on_activity, domain
         self.started: tuple[str, int] | None = None
         self.closed = False

@@ -147,3 +147,5 @@ async def test_guards_ids_and_body_size(client: httpx.AsyncClient, db: Database,
 
     r = await client.post("/v2/sandboxes", content=chunks(), headers={"Content-Type": "application/json"})
     assert r.status_code == 413
+    r = await client.get("/v2/sandboxes", headers={"X-Big": "a" * (20 << 10)})
+    assert r.status_code == 431

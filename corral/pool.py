@@ -51,6 +51,8 @@ def spec_for(settings: Settings, template: PoolTemplate, sandbox_id: str) -> San
     """The one spec every sandbox of a template gets (nothing in it depends on the create request)."""
     return SandboxSpec(sandbox_id=sandbox_id, template_rootfs=template.rootfs, cpu_count=settings.default_cpu_count,
                        memory_mb=settings.default_memory_mb, disk_mb=settings.default_disk_mb,
+                       pids_limit=settings.sandbox_pids, nofile=settings.sandbox_nofile,
+                       tmp_mb=settings.sandbox_tmp_mb, output_buffer_bytes=settings.agent_output_buffer_bytes,
                        env=dict(template.envs))
 
 

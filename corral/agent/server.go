@@ -96,9 +96,11 @@ func listen(spec string) (net.Listener, error) {
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	listenSpec := fs.String("listen", "unix:/run/corral/agent.sock", "unix:/path or tcp:host:port")
+	outputBuffer := fs.Int("output-buffer", defaultOutputBuffer, "bytes of one command's output held for a slow reader")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	setOutputBuffer(*outputBuffer)
 	a := newAgent()
 	l := &endpoint{spec: *listenSpec, handler: a.handler()}
 	if err := l.open(); err != nil {

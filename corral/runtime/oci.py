@@ -18,6 +18,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Relative to rootfs/: created in the upper layer before start so no runtime has to create them in a shared lower.
 MOUNTPOINTS = [".corral/", "run/corral/", ".corral/corral-agent"]
 CPU_PERIOD_US = 100_000
+CPU_SHARES_PER_VCPU = 1024  # fair share under contention, on top of the hard quota
 
 # Docker's default capability set: enough for the agent to setuid/setgid/chown/kill (and sudo inside), no SYS_ADMIN.
 CAPS = [
@@ -44,7 +45,7 @@ DENIED_SYSCALLS = [
 CLONE_NS_FLAGS = [0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000]
 
 
-def _mounts(layout: SandboxLayout, agent_binary: Path) -> list[dict[str, Any]]:
+def _mounts(layout: SandboxLayout, agent_binary: Path, tmp_mb: int) -> list[dict[str, Any]]:
     nosuid_noexec_nodev = ["nosuid", "noexec", "nodev"]
     return [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": nosuid_noexec_nodev},
@@ -55,7 +56,8 @@ def _mounts(layout: SandboxLayout, agent_binary: Path) -> list[dict[str, Any]]:
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": [*nosuid_noexec_nodev, "mode=1777", "size=65536k"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": [*nosuid_noexec_nodev, "ro"]},
-        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "nodev", "mode=1777", f"size={tmp_mb}m"]},
         {"destination": AGENT_RUN_DIR, "type": "bind", "source": str(layout.run), "options": ["rbind", "rw"]},
         {"destination": AGENT_PATH, "type": "bind", "source": str(agent_binary),
          "options": ["bind", "ro", "nosuid", "nodev"]},
@@ -67,7 +69,8 @@ def _resources(spec: SandboxSpec) -> dict[str, Any]:
     return {
         "devices": [{"allow": False, "access": "rwm"}],    # runtimes then allow only their default device nodes
         "memory": {"limit": mem},
-        "cpu": {"quota": spec.cpu_count * CPU_PERIOD_US, "period": CPU_PERIOD_US},
+        "cpu": {"quota": spec.cpu_count * CPU_PERIOD_US, "period": CPU_PERIOD_US,
+                "shares": spec.cpu_count * CPU_SHARES_PER_VCPU},
         "pids": {"limit": spec.pids_limit},
     }
 
@@ -94,15 +97,15 @@ def _seccomp() -> dict[str, Any]:
 def build_config(spec: SandboxSpec, layout: SandboxLayout, agent_binary: Path, hardened: bool) -> dict[str, Any]:
     """The OCI runtime spec. `hardened` adds the runc tier's caps, masked paths and seccomp (gVisor needs none)."""
     env = {"PATH": DEFAULT_PATH, **spec.env}
-    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    # runc applies rlimits after dropping CAP_SYS_RESOURCE: it cannot go above our own hard limit.
+    nofile = min(spec.nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     process: dict[str, Any] = {
         "terminal": False,
         "user": {"uid": 0, "gid": 0},
-        "args": AGENT_ARGS,
+        "args": [*AGENT_ARGS, "--output-buffer", str(spec.output_buffer_bytes)],
         "env": [f"{k}={v}" for k, v in env.items()],
         "cwd": "/",
         "noNewPrivileges": False,     # sudo inside the sandbox must work
-        # runc applies rlimits after dropping CAP_SYS_RESOURCE: it cannot go above our own hard limit.
         "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
     }
     linux: dict[str, Any] = {
@@ -123,7 +126,7 @@ def build_config(spec: SandboxSpec, layout: SandboxLayout, agent_binary: Path, h
         "process": process,
         "root": {"path": str(layout.rootfs), "readonly": False},
         "hostname": spec.hostname,
-        "mounts": _mounts(layout, agent_binary),
+        "mounts": _mounts(layout, agent_binary, spec.tmp_mb),
         "linux": linux,
     }
 

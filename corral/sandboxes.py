@@ -24,6 +24,7 @@ from corral.runtime.base import Runtime, RuntimeHandle
 from corral.server.agent_calls import init_agent, start_command, wait_ready
 from corral.server.route import Route
 from corral.tenancy import get_quota, owned
+from corral.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class SandboxManager:
         self.pool: WarmPool | None = WarmPool(settings, runtimes, templates) if warm_pool else None
         self.quotas = QuotaKeeper(lambda team_id: get_quota(self.db, settings, team_id))
         self._routes: dict[str, Route] = {}
+        self.watchdog = Watchdog(self, settings.watchdog_interval_s)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._last_activity: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -246,7 +248,8 @@ class SandboxManager:
             row = s.get(SandboxRecord, sandbox_id)
         row = owned(row, team_id, "sandbox", sandbox_id)
         if row.state != RUNNING:
-            raise NotFoundError(f"sandbox {sandbox_id!r} not found")
+            reason = self.watchdog.reasons.get(sandbox_id)
+            raise NotFoundError(f"sandbox {sandbox_id!r} not found" + (f": it was killed, {reason}" if reason else ""))
         return row
 
     def list(self, team_id: str, *, metadata: dict[str, str] | None = None, template: str | None = None,
@@ -334,6 +337,7 @@ class SandboxManager:
     async def start(self) -> None:
         """Re-attach to sandboxes that survived a server restart; destroy everything else the runtimes hold."""
         await self._reattach_and_sweep()
+        self.watchdog.start()
         if self.pool is not None:
             self.pool.start()  # after the sweep: it must not see the new members as leftovers
 
@@ -399,6 +403,7 @@ class SandboxManager:
 
         Warm pool members are destroyed instead: re-adopting them would need their template build and health
         re-checked, and a crash leaves them to the next start's sweep anyway (they have no DB row)."""
+        await self.watchdog.close()
         if self.pool is not None:
             await self.pool.close()
         for timer in self._timers.values():

@@ -17,6 +17,7 @@ from corral.config import Settings
 from corral.errors import NotFoundError
 from corral.ids import is_sandbox_id, new_sandbox_id
 from corral.runtime.base import Runtime, RuntimeHandle, SandboxSpec
+from corral.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +174,8 @@ class WarmPool:
 
     async def close(self) -> None:
         """Server stop: members are destroyed (they were never handed out, so nothing of a user's is lost)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for key in list(self.pools):
             self._drain(key, "server stop")
         if self._destroying:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from corral import audit
 from corral.db import SandboxRecord
 from corral.runtime import cgroups
+from corral.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from corral.sandboxes import SandboxManager
@@ -28,7 +29,7 @@ def death_reason(sandbox_id: str, memory_mb: int) -> str:
     try:
         oom = cgroups.read("memory", sandbox_id, "memory.oom_control")
         failcnt = int(cgroups.read("memory", sandbox_id, "memory.failcnt"))
-    except Exception:
+    except (OSError, ValueError, RuntimeError):  # no memory cgroup (left already) or an unreadable one
         return "its processes exited"
     kills = next((int(line.split()[1]) for line in oom.splitlines() if line.startswith("oom_kill ")), 0)
     if kills or failcnt:
@@ -48,11 +49,8 @@ class Watchdog:
             self._task = asyncio.ensure_future(self._loop())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:

@@ -28,12 +28,12 @@ def test_traversal_absolute_and_symlinked_reads_stay_inside(box: Sandbox, host_s
             f"ln -sfn {sdk_env.data_dir} /home/user/to-data")
     for attempt in (str(path), "../../../../../.." + str(path), "/home/user/../../.." + str(path),
                     "/home/user/to-secret", "/home/user/to-root" + str(path), "/proc/1/root" + str(path),
-                    f"/home/user/to-data/corral.db"):
+                    "/home/user/to-data/corral.db"):
         got = _read(box, attempt)
         assert got is None or secret not in got, attempt
         assert got is None or "SQLite" not in got, attempt
     with pytest.raises(SandboxException):
-        box.files.list(f"/home/user/to-data/sandboxes")
+        box.files.list("/home/user/to-data/sandboxes")
 
 
 def test_writes_through_traversal_and_symlinks_land_inside(box: Sandbox) -> None:

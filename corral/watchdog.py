@@ -24,16 +24,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def death_reason(sandbox_id: str, memory_mb: int) -> str:
-    """Why a sandbox's processes are gone, read from its (still present) memory cgroup."""
+def _counter(controller: str, sandbox_id: str, name: str, key: str | None = None) -> int:
+    """A number from one of the sandbox's cgroup files (0 when the cgroup or the file is gone)."""
     try:
-        oom = cgroups.read("memory", sandbox_id, "memory.oom_control")
-        failcnt = int(cgroups.read("memory", sandbox_id, "memory.failcnt"))
-    except (OSError, ValueError, RuntimeError):  # no memory cgroup (left already) or an unreadable one
-        return "its processes exited"
-    kills = next((int(line.split()[1]) for line in oom.splitlines() if line.startswith("oom_kill ")), 0)
-    if kills or failcnt:
+        text = cgroups.read(controller, sandbox_id, name)
+        if key is None:
+            return int(text)
+        return next((int(line.split()[1]) for line in text.splitlines() if line.startswith(key + " ")), 0)
+    except (OSError, ValueError, RuntimeError):
+        return 0
+
+
+def death_reason(sandbox_id: str, memory_mb: int) -> str:
+    """Why a sandbox's processes are gone, read from its (still present) cgroups before teardown removes them."""
+    if _counter("memory", sandbox_id, "memory.oom_control", "oom_kill") or \
+            _counter("memory", sandbox_id, "memory.failcnt"):
         return f"out of memory (limit {memory_mb} MiB)"
+    if _counter("pids", sandbox_id, "pids.events", "max"):
+        return "too many processes (pids limit reached)"
     return "its processes exited"
 
 

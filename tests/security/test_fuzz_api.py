@@ -74,7 +74,7 @@ def _fuzz(op: Any, mode: GenerationMode, api: str, headers: dict[str, str], stat
             case.headers.setdefault(k, v)
         try:
             response = case.call(base_url=api, timeout=60)
-        except Exception as e:  # a dropped connection is a failure too (the server must answer)
+        except Exception as e:  # noqa: BLE001 (a dropped connection is a failure too: the server must answer)
             stats["failures"].append(f"{op.label} ({mode.value}): no answer: {e!r}")
             return
         stats["requests"] += 1
@@ -89,7 +89,7 @@ def _fuzz(op: Any, mode: GenerationMode, api: str, headers: dict[str, str], stat
         run()
     except _Budget:
         raise
-    except Exception as e:  # hypothesis could not generate for this operation: note it, carry on
+    except Exception as e:  # noqa: BLE001 (hypothesis could not generate for this operation: noted, go on)
         if "Unsatisfiable" not in type(e).__name__:
             stats["failures"].append(f"{op.label} ({mode.value}): fuzzing error {e!r}"[:300])
 

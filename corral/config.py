@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     sandbox_nofile: int = Field(default=65536, ge=64)             # RLIMIT_NOFILE of the agent and its commands
     sandbox_pids: int = Field(default=4096, ge=64)
     sandbox_tmp_mb: int = Field(default=256, ge=1)                 # /tmp is tmpfs: it costs sandbox memory
+    sandboxes_cpu_shares: int = Field(default=128, ge=2)            # all sandboxes' weight vs the host (1024)
     watchdog_interval_s: float = Field(default=2.0, ge=0)           # how often dead sandboxes are looked for (0: off)
     agent_output_buffer_bytes: int = Field(default=1 << 20, ge=64 << 10)  # output held for one slow reader
 

@@ -28,6 +28,7 @@ class _Server(uvicorn.Server):
 async def serve(settings: Settings) -> None:
     """Run Corral in the foreground; sandboxes survive a stop and are re-attached by the next start."""
     # Imported here so that unit tests of the API never need the runtime, template or gateway modules.
+    from corral.runtime import cgroups
     from corral.runtime.factory import make_runtimes
     from corral.sandboxes import SandboxManager
     from corral.server.app import create_app
@@ -40,6 +41,10 @@ async def serve(settings: Settings) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per agent /init is noise
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cgroups.set_parent_cpu_shares(settings.sandboxes_cpu_shares)
+    except OSError as e:
+        log.warning("could not set the sandboxes' CPU weight: %s", e)
     db = open_database(settings.db_url)
     manager = SandboxManager(settings, make_runtimes(settings), TemplateStore(settings), db=db,
                              warm_pool=settings.pool_size > 0)

@@ -89,14 +89,39 @@ def pids(sandbox_id: str) -> set[int]:
     return out
 
 
+def _set_frozen(sandbox_id: str, frozen: bool, wait_s: float = 1.0) -> bool:
+    """Freeze (or thaw) the sandbox's freezer cgroup; True if it reached the state within wait_s."""
+    mnt = hierarchies().get("freezer")
+    if mnt is None:
+        return False
+    state = mnt / cgroups_path(sandbox_id).lstrip("/") / "freezer.state"
+    want = "FROZEN" if frozen else "THAWED"
+    try:
+        state.write_text(want)
+        deadline = time.monotonic() + wait_s
+        while state.read_text().strip() != want:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+    except OSError:
+        return False
+    return True
+
+
 def kill_all(sandbox_id: str) -> set[int]:
-    """SIGKILL every process in the sandbox's cgroups; returns the pids signalled."""
-    victims = pids(sandbox_id)
-    for pid in victims:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    """SIGKILL every process in the sandbox's cgroups; returns the pids signalled.
+
+    The cgroup is frozen first, so a fork bomb cannot make new processes faster than they are killed."""
+    frozen = _set_frozen(sandbox_id, True)
+    try:
+        victims = pids(sandbox_id)
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    finally:
+        _set_frozen(sandbox_id, False, wait_s=0.0)  # SIGKILLed tasks die once thawed
     return victims
 
 

@@ -22,6 +22,7 @@ from tests.security.conftest import TIERS
 ROUNDS = 10
 BOMBS = {
     "fork bomb": "bomb() { bomb | bomb & }; bomb",
+    # Allocates past the limit (runc: this process is OOM-killed inside the sandbox; gVisor: the sandbox dies).
     "memory bomb": "python3 -c 'a = []\nwhile True: a.append(bytearray(32 << 20))'",
     # Fills its writable layer to the quota, then keeps trying to write more.
     "disk filler": "dd if=/dev/zero of=/home/user/fill bs=1M; "
@@ -79,10 +80,11 @@ def test_bomb_next_to_a_neighbour(bomb: str, neighbour: Sandbox, sdk_env: Corral
         time.sleep(3)  # let it ramp up
         loaded = echo_latency(neighbour)
         if loaded > 2 * idle:
-            # Other test runs share this host's two cores: one fresh measurement before judging
-            # (the bomb still runs, so only the loaded side can be measured again; both tries are recorded).
-            extra["first_loaded_ms"] = round(loaded * 1000, 1)
-            loaded = echo_latency(neighbour)
+            # Other test runs share this host's two cores, so one window of 10 echoes can hit their burst: judge by
+            # the median of three loaded medians (the bomb still runs; all tries are recorded).
+            tries = [loaded, echo_latency(neighbour), echo_latency(neighbour)]
+            extra["loaded_tries_ms"] = [round(t * 1000, 1) for t in tries]
+            loaded = statistics.median(tries)
         attacker_state = "running"
         try:
             attacker_alive = attacker.commands.run("echo alive", timeout=20).stdout.strip() == "alive"

@@ -24,6 +24,13 @@ def test_teams_lifecycle_and_quota(tmp_path: Path) -> None:
     d = ["--data-dir", str(tmp_path)]
     admin = runner.invoke(app, ["keys", "create", "--admin", "--name", "root", *d])
     assert admin.exit_code == 0 and admin.output.strip().startswith("corral_admin_")
+    other = runner.invoke(app, ["keys", "create", "--admin", "--name", "spare", *d]).output.strip()
+    assert runner.invoke(app, ["keys", "revoke", "spare", *d]).exit_code == 0
+    from corral.db import open_database
+    from corral.tenancy import admin_key_id
+    db = open_database(f"sqlite:///{tmp_path / 'corral.db'}")
+    assert admin_key_id(db, other) is None and admin_key_id(db, admin.output.strip()) is not None
+    db.close()
     team_id = runner.invoke(app, ["teams", "create", "red", *d]).output.strip()
     assert team_id.startswith("team_")
     assert runner.invoke(app, ["teams", "create", "red", *d]).exit_code == 1

@@ -101,6 +101,27 @@ class Settings(BaseSettings):
     # Templates with a start command are captured once with it running; their gVisor sandboxes restore that image.
     template_snapshots: bool = True
 
+
+    # Per-team quotas (corral/quotas.py): the defaults of teams without their own; None = unlimited.
+    quota_max_sandboxes: int | None = Field(default=None, ge=0)
+    quota_creates_per_s: float | None = Field(default=None, ge=0)
+    quota_memory_mb: int | None = Field(default=None, ge=0)
+    quota_disk_mb: int | None = Field(default=None, ge=0)
+
+    # Request limits of the REST API (corral/server/limits.py) and the gateway.
+    api_max_body_bytes: int = Field(default=1 << 20, ge=1024)      # JSON bodies
+    api_max_header_bytes: int = Field(default=16 << 10, ge=1024)
+    api_read_timeout_s: float = Field(default=15.0, gt=0)          # a request's head + body must arrive in this
+    gateway_max_upload_bytes: int = Field(default=1 << 30, ge=1024)  # one envd upload (the disk quota caps too)
+
+    # Limits inside every sandbox (corral/runtime/oci.py, the agent).
+    sandbox_nofile: int = Field(default=65536, ge=64)             # RLIMIT_NOFILE of the agent and its commands
+    sandbox_pids: int = Field(default=4096, ge=64)
+    sandbox_tmp_mb: int = Field(default=256, ge=1)                 # /tmp is tmpfs: it costs sandbox memory
+    sandboxes_cpu_shares: int = Field(default=128, ge=2)            # all sandboxes' weight vs the host (1024)
+    watchdog_interval_s: float = Field(default=2.0, ge=0)           # how often dead sandboxes are looked for (0: off)
+    agent_output_buffer_bytes: int = Field(default=1 << 20, ge=64 << 10)  # output held for one slow reader
+
     @property
     def images_dir(self) -> Path:
         return self.data_dir / "images"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from corral.config import Settings
 from corral.errors import NotFoundError
 from corral.ids import is_sandbox_id, new_sandbox_id
 from corral.runtime.base import Runtime, RuntimeHandle, SandboxSpec
+from corral.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +49,19 @@ def pool_member_ids(data_dir: Path) -> set[str]:
         return set()
 
 
+def sandbox_cpus(settings: Settings) -> int:
+    """vCPUs of one sandbox: the setting, but never every core of a multi-core host (one stays for the server and the
+    neighbours: a spinner with all cores tripled a neighbour's command latency on a 2-core host)."""
+    cores = os.cpu_count() or 1
+    return max(1, min(settings.default_cpu_count, cores - 1 if cores > 1 else 1))
+
+
 def spec_for(settings: Settings, template: PoolTemplate, sandbox_id: str) -> SandboxSpec:
     """The one spec every sandbox of a template gets (nothing in it depends on the create request)."""
-    return SandboxSpec(sandbox_id=sandbox_id, template_rootfs=template.rootfs, cpu_count=settings.default_cpu_count,
+    return SandboxSpec(sandbox_id=sandbox_id, template_rootfs=template.rootfs, cpu_count=sandbox_cpus(settings),
                        memory_mb=settings.default_memory_mb, disk_mb=settings.default_disk_mb,
+                       pids_limit=settings.sandbox_pids, nofile=settings.sandbox_nofile,
+                       tmp_mb=settings.sandbox_tmp_mb, output_buffer_bytes=settings.agent_output_buffer_bytes,
                        env=dict(template.envs))
 
 
@@ -171,11 +182,8 @@ class WarmPool:
 
     async def close(self) -> None:
         """Server stop: members are destroyed (they were never handed out, so nothing of a user's is lost)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         for key in list(self.pools):
             self._drain(key, "server stop")
         if self._destroying:

@@ -20,9 +20,12 @@ from corral.errors import ConflictError, CorralError, InvalidRequestError, NotFo
 from corral.ids import new_access_token, new_sandbox_id
 from corral.net.policy import EgressPolicy
 from corral.pool import PoolTemplate, WarmPool, spec_for
+from corral.quotas import QuotaKeeper
 from corral.runtime.base import Runtime, RuntimeHandle, VolumeBind
 from corral.server.agent_calls import init_agent, start_command, wait_ready
 from corral.server.route import Route
+from corral.tenancy import get_quota, owned
+from corral.watchdog import Watchdog
 
 if TYPE_CHECKING:
     from corral.net.service import NetworkService
@@ -97,7 +100,9 @@ class SandboxManager:
         self.network = network   # corral.net: egress policy of networked sandboxes (None: no networking)
         # Off unless asked (the server asks when settings.pool_size > 0): embedders and unit tests see only their creates.
         self.pool: WarmPool | None = WarmPool(settings, runtimes, templates) if warm_pool else None
+        self.quotas = QuotaKeeper(lambda team_id: get_quota(self.db, settings, team_id))
         self._routes: dict[str, Route] = {}
+        self.watchdog = Watchdog(self, settings.watchdog_interval_s)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._last_activity: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -151,6 +156,18 @@ class SandboxManager:
                 raise
             return await self.snapshots.start(req, snapshot)   # a snapshot id/name is used as a template
         runtime_name = self._pick_runtime(req, template)
+        spec = spec_for(self.settings, template, "")
+        # Reserved before anything starts (429 when over quota); freed on failure, moved to the sandbox on success.
+        reservation = self.quotas.reserve(req.team_id, spec.memory_mb, spec.disk_mb)
+        try:
+            record = await self._create_reserved(req, template, runtime_name)
+        except BaseException:
+            self.quotas.release(reservation)
+            raise
+        self.quotas.commit(reservation, record.id)
+        return record
+
+    async def _create_reserved(self, req: CreateRequest, template: TemplateLike, runtime_name: str) -> SandboxRecord:
         # Pool members and template memory snapshots were started without the request's volume mounts.
         warm_image = None if req.volumes else self.template_snapshots.ready(template, runtime_name)
         if warm_image is not None:
@@ -251,6 +268,7 @@ class SandboxManager:
             sandbox_id=record.id, team_id=record.team_id, socket_path=socket_path, secure=record.secure,
             envd_access_token=record.envd_access_token, traffic_access_token=record.traffic_access_token)
         self._last_activity[record.id] = time.monotonic()
+        self.quotas.adopt(record.id, record.team_id, record.memory_mb, record.disk_mb)
         self._schedule(record.id, record.end_at)
 
     # ---- pause/resume hooks (corral/pausing.py) ----
@@ -326,8 +344,10 @@ class SandboxManager:
         """A sandbox of this team in one of `states`; another team's sandbox is reported exactly like a missing one."""
         with self.db.session() as s:
             row = s.get(SandboxRecord, sandbox_id)
-        if row is None or row.team_id != team_id or row.state not in states:
-            raise NotFoundError(f"sandbox {sandbox_id!r} not found")
+        row = owned(row, team_id, "sandbox", sandbox_id)
+        if row.state not in states:
+            reason = self.watchdog.reasons.get(sandbox_id)
+            raise NotFoundError(f"sandbox {sandbox_id!r} not found" + (f": it was killed, {reason}" if reason else ""))
         return row
 
     def list(self, team_id: str, *, metadata: dict[str, str] | None = None, template: str | None = None,
@@ -381,6 +401,7 @@ class SandboxManager:
         # Unroutable at once; the slow teardown runs in the background with retries.
         self._routes.pop(sandbox_id, None)
         self._last_activity.pop(sandbox_id, None)
+        self.quotas.release(sandbox_id)
         timer = self._timers.pop(sandbox_id, None)
         if timer is not None:
             timer.cancel()
@@ -432,6 +453,7 @@ class SandboxManager:
         self.snapshots.sweep()
         self.template_snapshots.sweep()
         self.pauser.start()
+        self.watchdog.start()
         if self.pool is not None:
             self.pool.start()  # after the sweep: it must not see the new members as leftovers
 
@@ -517,6 +539,7 @@ class SandboxManager:
 
         Warm pool members are destroyed instead: re-adopting them would need their template build and health
         re-checked, and a crash leaves them to the next start's sweep anyway (they have no DB row)."""
+        await self.watchdog.close()
         if self.pool is not None:
             await self.pool.close()
         await self.pauser.close()

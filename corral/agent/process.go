@@ -61,6 +61,24 @@ type endEvent struct {
 // descendant (e.g. `server &`) keeps the pipe open; reset by every chunk.
 const drainGrace = 100 * time.Millisecond
 
+// Output of one command waiting for a slow reader is capped: each subscriber
+// queues at most subscriberQueue chunks of up to outputChunk bytes, then the
+// pump blocks and the command blocks on its full pipe (backpressure, not loss).
+const (
+	outputChunk         = 32 << 10
+	defaultOutputBuffer = 1 << 20
+)
+
+var subscriberQueue = defaultOutputBuffer / outputChunk
+
+// setOutputBuffer sets the per-reader cap in bytes (at least one chunk).
+func setOutputBuffer(bytes int) {
+	subscriberQueue = bytes / outputChunk
+	if subscriberQueue < 1 {
+		subscriberQueue = 1
+	}
+}
+
 type subscriber struct {
 	ch   chan processEvent
 	gone chan struct{}
@@ -92,7 +110,7 @@ func (p *process) subscribe() (*subscriber, bool) {
 	if p.ended {
 		return nil, false
 	}
-	s := &subscriber{ch: make(chan processEvent, 64), gone: make(chan struct{})}
+	s := &subscriber{ch: make(chan processEvent, subscriberQueue), gone: make(chan struct{})}
 	p.subs[s] = struct{}{}
 	return s, true
 }
@@ -128,7 +146,7 @@ func (p *process) broadcast(ev processEvent, final bool) {
 // for drainGrace).
 func (p *process) pump(f *os.File, kind string, wg *sync.WaitGroup) {
 	defer wg.Done()
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, outputChunk)
 	for {
 		if p.exited.Load() {
 			_ = f.SetReadDeadline(time.Now().Add(drainGrace))

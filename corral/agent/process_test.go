@@ -188,3 +188,20 @@ func TestOrphansAreReaped(t *testing.T) {
 		t.Fatalf("zombies left: %v", zs)
 	}
 }
+
+func TestOutputBufferCap(t *testing.T) {
+	defer setOutputBuffer(defaultOutputBuffer)
+	setOutputBuffer(100)
+	if subscriberQueue != 1 {
+		t.Fatalf("a cap below one chunk must still queue one chunk, got %d", subscriberQueue)
+	}
+	setOutputBuffer(256 << 10)
+	if subscriberQueue != 8 {
+		t.Fatalf("256 KiB = 8 chunks of 32 KiB, got %d", subscriberQueue)
+	}
+	p := &process{subs: map[*subscriber]struct{}{}}
+	s, ok := p.subscribe()
+	if !ok || cap(s.ch) != 8 {
+		t.Fatalf("subscriber queue should hold 8 chunks, got %d", cap(s.ch))
+	}
+}

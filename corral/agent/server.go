@@ -98,9 +98,11 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	listenSpec := fs.String("listen", "unix:/run/corral/agent.sock", "unix:/path or tcp:host:port")
 	warm := fs.Bool("warm-shell", true, "keep a login shell started ahead for the default user (warmshell.go)")
+	outputBuffer := fs.Int("output-buffer", defaultOutputBuffer, "bytes of one command's output held for a slow reader")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	setOutputBuffer(*outputBuffer)
 	a := newAgent()
 	a.warm.enabled = *warm
 	l := &endpoint{spec: *listenSpec, handler: a.handler()}

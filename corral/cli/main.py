@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from corral.cli.images import image_app
+from corral.cli.teams import audit_command, teams_app
 from corral.cli.volumes import volume_app
 from corral.config import Settings
 
@@ -28,6 +29,8 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(template_app, name="template")
 app.add_typer(image_app, name="image")
 app.add_typer(volume_app, name="volume")
+app.add_typer(teams_app, name="teams")
+app.command("audit")(audit_command)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -73,11 +76,22 @@ def serve(
 def keys_create(
     name: Annotated[str, typer.Option("--name", help="A name to recognise the key by.")],
     team: Annotated[str, typer.Option("--team", help="The team the key belongs to (created if new).")] = "default",
+    admin: Annotated[bool, typer.Option("--admin", help="An admin key (teams, keys, quotas API) instead.")] = False,
     data_dir: DataDir = None,
 ) -> None:
     """Create an API key and print only the key."""
     from corral.server.keys import create_key
 
+    if admin:
+        from corral.db import open_database
+        from corral.tenancy import add_admin_key
+
+        db = open_database(settings_for(data_dir).db_url)
+        try:
+            print(add_admin_key(db, name))
+        finally:
+            db.close()
+        return
     print(create_key(settings_for(data_dir), name=name, team=team))
 
 

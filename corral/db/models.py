@@ -1,11 +1,11 @@
-"""SQLAlchemy 2 models: teams, their API keys (hashed) and their sandboxes (one row per sandbox ever started)."""
+"""SQLAlchemy 2 models: teams, API keys (hashed), sandboxes (one row per sandbox ever started), quotas, audit."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, TypeDecorator
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -45,11 +45,10 @@ class Team(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class ApiKey(Base):
-    __tablename__ = "api_keys"
+class KeyColumns:
+    """What every stored key has (team API keys and admin keys)."""
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     # sha256 of the whole key: the plaintext is shown once at creation and never stored.
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -57,6 +56,12 @@ class ApiKey(Base):
     key_prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ApiKey(KeyColumns, Base):
+    __tablename__ = "api_keys"
+
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), index=True)
 
 
 class SandboxRecord(Base):
@@ -114,3 +119,36 @@ class SnapshotRecord(Base):
     envd_access_token: Mapped[str | None] = mapped_column(String(128), nullable=True)
     hidden: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")   # fork's own, never listed
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AdminKey(KeyColumns, Base):
+    """A key for the admin API (teams, their keys and quotas); never valid as a sandbox X-API-KEY."""
+
+    __tablename__ = "admin_keys"
+
+
+class TeamQuota(Base):
+    """A team's limits; a NULL column falls back to the settings' default (itself None = unlimited)."""
+
+    __tablename__ = "team_quotas"
+
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+    max_sandboxes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    creates_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    memory_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    disk_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class AuditEntry(Base):
+    """One mutating API call: who (team, key), what (method, route, target), when, and the status it got."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    team_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    key_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    method: Mapped[str] = mapped_column(String(10))
+    route: Mapped[str] = mapped_column(String(200))
+    target_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[int] = mapped_column(Integer)

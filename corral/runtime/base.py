@@ -27,6 +27,9 @@ class SandboxSpec:
     memory_mb: int = 512
     disk_mb: int = 1024            # size of the writable layer
     pids_limit: int = 4096         # generous: gVisor counts its own threads too
+    nofile: int = 65536            # RLIMIT_NOFILE of the agent and every command
+    tmp_mb: int = 256              # size of the /tmp tmpfs (it is memory, charged to the sandbox)
+    output_buffer_bytes: int = 1 << 20  # one command's output the agent holds for a slow reader
     env: dict[str, str] = field(default_factory=dict)  # environment of the agent (inherited by commands)
     hostname: str = "corral"
     volumes: tuple[VolumeBind, ...] = ()

@@ -18,6 +18,7 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Relative to rootfs/: created in the upper layer before start so no runtime has to create them in a shared lower.
 MOUNTPOINTS = [".corral/", "run/corral/", ".corral/corral-agent"]
 CPU_PERIOD_US = 100_000
+CPU_SHARES_PER_VCPU = 1024  # fair share under contention, on top of the hard quota
 
 # Docker's default capability set: enough for the agent to setuid/setgid/chown/kill (and sudo inside), no SYS_ADMIN.
 CAPS = [
@@ -50,7 +51,7 @@ def _volume_mounts(spec: SandboxSpec) -> list[dict[str, Any]]:
              "options": ["rbind", "rw", "nosuid", "nodev"]} for v in spec.volumes]
 
 
-def _mounts(layout: SandboxLayout, agent_binary: Path) -> list[dict[str, Any]]:
+def _mounts(layout: SandboxLayout, agent_binary: Path, tmp_mb: int) -> list[dict[str, Any]]:
     nosuid_noexec_nodev = ["nosuid", "noexec", "nodev"]
     return [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": nosuid_noexec_nodev},
@@ -61,7 +62,8 @@ def _mounts(layout: SandboxLayout, agent_binary: Path) -> list[dict[str, Any]]:
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": [*nosuid_noexec_nodev, "mode=1777", "size=65536k"]},
         {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": [*nosuid_noexec_nodev, "ro"]},
-        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "nodev", "mode=1777", f"size={tmp_mb}m"]},
         {"destination": AGENT_RUN_DIR, "type": "bind", "source": str(layout.run), "options": ["rbind", "rw"]},
         {"destination": AGENT_PATH, "type": "bind", "source": str(agent_binary),
          "options": ["bind", "ro", "nosuid", "nodev"]},
@@ -73,7 +75,8 @@ def _resources(spec: SandboxSpec) -> dict[str, Any]:
     return {
         "devices": [{"allow": False, "access": "rwm"}],    # runtimes then allow only their default device nodes
         "memory": {"limit": mem},
-        "cpu": {"quota": spec.cpu_count * CPU_PERIOD_US, "period": CPU_PERIOD_US},
+        "cpu": {"quota": spec.cpu_count * CPU_PERIOD_US, "period": CPU_PERIOD_US,
+                "shares": spec.cpu_count * CPU_SHARES_PER_VCPU},
         "pids": {"limit": spec.pids_limit},
     }
 
@@ -102,15 +105,15 @@ def build_config(spec: SandboxSpec, layout: SandboxLayout, agent_binary: Path, h
     """The OCI runtime spec. `hardened` adds the runc tier's caps, masked paths and seccomp (gVisor needs none).
     `netns_path`: join that network namespace (corral/net) instead of a fresh empty one."""
     env = {"PATH": DEFAULT_PATH, **spec.env}
-    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    # runc applies rlimits after dropping CAP_SYS_RESOURCE: it cannot go above our own hard limit.
+    nofile = min(spec.nofile, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     process: dict[str, Any] = {
         "terminal": False,
         "user": {"uid": 0, "gid": 0},
-        "args": AGENT_ARGS,
+        "args": [*AGENT_ARGS, "--output-buffer", str(spec.output_buffer_bytes)],
         "env": [f"{k}={v}" for k, v in env.items()],
         "cwd": "/",
         "noNewPrivileges": False,     # sudo inside the sandbox must work
-        # runc applies rlimits after dropping CAP_SYS_RESOURCE: it cannot go above our own hard limit.
         "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
     }
     linux: dict[str, Any] = {
@@ -133,7 +136,7 @@ def build_config(spec: SandboxSpec, layout: SandboxLayout, agent_binary: Path, h
         "process": process,
         "root": {"path": str(layout.rootfs), "readonly": False},
         "hostname": spec.hostname,
-        "mounts": _mounts(layout, agent_binary) + _volume_mounts(spec),
+        "mounts": _mounts(layout, agent_binary, spec.tmp_mb) + _volume_mounts(spec),
         "linux": linux,
     }
 

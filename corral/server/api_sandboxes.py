@@ -71,6 +71,7 @@ async def _create(body: NewSandboxIn, request: Request, team: str, *, v2: bool) 
     req = _create_request(body, team, v2=v2, request=request)
     with volume_store(request).pinned(req.volumes):   # no destroy of a volume while it is being mounted
         row = await _manager(request).create(req)
+    request.state.target_id = row.id   # for the audit log
     return JSONResponse(sandbox_out(row, _domain(request)), status_code=201)
 
 

@@ -25,6 +25,8 @@ class Gateway:
         idle_timeout: float = 120.0,
         max_idle_upstream: int = 8,
         max_connections: int = 10_000,
+        max_body_bytes: int = 1 << 30,
+        body_timeout: float = 60.0,
     ) -> None:
         self.resolve = resolve
         self.on_activity = on_activity
@@ -35,6 +37,9 @@ class Gateway:
         self.head_timeout = head_timeout
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
+        # One request body (an envd upload) may be this large, and may stall this long between chunks.
+        self.max_body_bytes = max_body_bytes
+        self.body_timeout = body_timeout
         self.pool = UpstreamPool(max_idle_upstream)
         self._server: asyncio.base_events.Server | None = None
         self.conns: set[ClientConn] = set()

@@ -171,6 +171,7 @@ class ClientConn(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._dead = False              # stop parsing (error answered, closing)
         self._in_head = False           # between the first byte of a request and its blank line
+        self._body_bytes = 0            # of the request being parsed (capped at gw.max_body_bytes)
         self._head_bytes = 0
         self._url = b""
         self._headers: Headers = []
@@ -221,6 +222,8 @@ class ClientConn(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if self._head_bytes > self.gw.max_head_bytes:
                 self._reject(431, f"request head larger than {self.gw.max_head_bytes} bytes")
+            elif self._body_bytes > self.gw.max_body_bytes:
+                self._reject(413, f"request body larger than {self.gw.max_body_bytes} bytes")
             else:
                 self._reject(400, f"malformed HTTP request: {exc}")
 
@@ -315,16 +318,37 @@ class ClientConn(asyncio.Protocol):
                        p.should_keep_alive())
         if not upgrade:
             req.upgrade = None
+        if not self._body_allowed():
+            return
         self._parsing = req
         self._pending.append(req)
         if self.worker is None:
             self.worker = asyncio.get_running_loop().create_task(self._run())
 
+    def _body_allowed(self) -> bool:
+        """Checks a declared body against the cap and starts the body-stall timer; False = refused (413)."""
+        self._body_bytes = 0
+        headers = {k.lower(): v for k, v in self._headers}
+        declared = headers.get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.gw.max_body_bytes:
+            self._reject(413, f"request body larger than {self.gw.max_body_bytes} bytes")
+            return False
+        if declared not in (b"", b"0") or b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+            self._arm(self.gw.body_timeout)  # a client that trickles (or withholds) its body is dropped
+        return True
+
     def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > self.gw.max_body_bytes:
+            raise ValueError("request body too large")  # -> HttpParserError: the connection is closed
+        if self._timer is not None:
+            self._arm(self.gw.body_timeout)
         if self._parsing is not None:
             self._parsing.feed(body)
 
     def on_message_complete(self) -> None:
+        if self._timer is not None:
+            self._disarm()  # the body-stall timer (head and idle timers are never armed at this point)
         if self._parsing is not None:
             self._parsing.finish()
             self._parsing = None

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from corral.config import Settings
-from corral.db import ApiKey, Database, Team, open_database
+from corral.db import AdminKey, ApiKey, Database, Team, open_database
 from corral.db.models import utcnow
 from corral.errors import ConflictError, InvalidRequestError, NotFoundError
 from corral.ids import hash_secret, new_api_key
@@ -50,10 +50,16 @@ def add_key(db: Database, name: str, team: str = DEFAULT_TEAM) -> str:
 
 def team_for_key(db: Database, key: str) -> str | None:
     """The team id an active key belongs to, or None for an unknown or revoked key."""
+    found = lookup_key(db, key)
+    return found[1] if found else None
+
+
+def lookup_key(db: Database, key: str) -> tuple[str, str] | None:
+    """(key id, team id) of an active key, or None for an unknown or revoked key."""
     with db.session() as s:
-        row = s.scalar(select(ApiKey.team_id).where(ApiKey.key_hash == hash_secret(key),
-                                                    ApiKey.revoked_at.is_(None)))
-        return row
+        row = s.execute(select(ApiKey.id, ApiKey.team_id).where(ApiKey.key_hash == hash_secret(key),
+                                                                ApiKey.revoked_at.is_(None))).first()
+        return (row[0], row[1]) if row else None
 
 
 def create_key(settings: Settings, name: str, team: str = DEFAULT_TEAM) -> str:
@@ -93,6 +99,14 @@ def revoke_key(settings: Settings, key_id_or_name: str) -> dict[str, Any]:
             keys = s.scalars(select(ApiKey).where(or_(ApiKey.id == key_id_or_name, ApiKey.name == key_id_or_name),
                                                   ApiKey.revoked_at.is_(None))).all()
             if not keys:
+                admin = s.scalars(select(AdminKey).where(
+                    or_(AdminKey.id == key_id_or_name, AdminKey.name == key_id_or_name), AdminKey.revoked_at.is_(None)
+                )).all()
+                if len(admin) == 1:
+                    admin[0].revoked_at = utcnow()
+                    return {"id": admin[0].id, "name": admin[0].name, "team": "(admin)",
+                            "prefix": admin[0].key_prefix + "...", "created_at": admin[0].created_at.isoformat(),
+                            "revoked_at": admin[0].revoked_at.isoformat()}
                 raise NotFoundError(f"no active API key with id or name {key_id_or_name!r}")
             if len(keys) > 1:
                 raise InvalidRequestError(f"{key_id_or_name!r} matches several keys; revoke by id")

@@ -29,10 +29,12 @@ async def serve(settings: Settings) -> None:
     """Run Corral in the foreground; sandboxes survive a stop and are re-attached by the next start."""
     # Imported here so that unit tests of the API never need the runtime, template or gateway modules.
     from corral.net.service import NetworkService
+    from corral.runtime import cgroups
     from corral.runtime.factory import make_runtimes
     from corral.sandboxes import SandboxManager
     from corral.server.app import create_app
     from corral.server.gateway import Gateway
+    from corral.server.slow_clients import guarded_protocol
     from corral.templates.catalog import TemplateCatalog
 
     if not logging.getLogger().handlers:
@@ -40,15 +42,22 @@ async def serve(settings: Settings) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per agent /init is noise
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cgroups.set_parent_cpu_shares(settings.sandboxes_cpu_shares)
+    except OSError as e:
+        log.warning("could not set the sandboxes' CPU weight: %s", e)
     db = open_database(settings.db_url)
     network = NetworkService(settings) if settings.net_enabled else None
     manager = SandboxManager(settings, make_runtimes(settings), TemplateCatalog(settings), db=db,
                              warm_pool=settings.pool_size > 0, network=network)
-    gateway = Gateway(resolve=manager.route, on_activity=manager.touch, domain=settings.domain, wake=manager.wake)
+    gateway = Gateway(resolve=manager.route, on_activity=manager.touch, domain=settings.domain, wake=manager.wake,
+                      max_body_bytes=settings.gateway_max_upload_bytes)
     manager.busy = gateway.busy
     app = create_app(settings, manager)
     server = _Server(uvicorn.Config(app, host=settings.host, port=settings.port,
-                                    log_level="info", access_log=False, lifespan="off"))
+                                    log_level="info", access_log=False, lifespan="off",
+                                    http=guarded_protocol(settings.api_read_timeout_s),
+                                    h11_max_incomplete_event_size=settings.api_max_header_bytes))
     loop = asyncio.get_running_loop()
     stop_signals = (signal.SIGINT, signal.SIGTERM)
     api: asyncio.Task[None] | None = None

@@ -20,7 +20,8 @@ def _config(hardened: bool, **kw: object) -> dict:
 def test_process_is_the_agent_as_root() -> None:
     c = _config(False, env={"A": "1", "PATH": "/custom"})
     p = c["process"]
-    assert p["args"] == AGENT_ARGS == ["/.corral/corral-agent", "serve", "--listen", "unix:/run/corral/agent.sock"]
+    assert AGENT_ARGS == ["/.corral/corral-agent", "serve", "--listen", "unix:/run/corral/agent.sock"]
+    assert p["args"] == [*AGENT_ARGS, "--output-buffer", str(1 << 20)]
     assert p["user"] == {"uid": 0, "gid": 0} and p["cwd"] == "/" and p["terminal"] is False
     assert "A=1" in p["env"] and "PATH=/custom" in p["env"]
     assert sum(e.startswith("PATH=") for e in p["env"]) == 1
@@ -47,8 +48,12 @@ def test_limits_and_namespaces() -> None:
     assert linux["cgroupsPath"] == f"/corral/{SID}"
     r = linux["resources"]
     assert r["memory"]["limit"] == 256 << 20
-    assert r["cpu"] == {"quota": 300_000, "period": 100_000}
+    assert r["cpu"] == {"quota": 300_000, "period": 100_000, "shares": 3 * 1024}
     assert r["pids"]["limit"] == 99
+    c = _config(False, nofile=1000, tmp_mb=64, output_buffer_bytes=65536)
+    assert c["process"]["rlimits"] == [{"type": "RLIMIT_NOFILE", "hard": 1000, "soft": 1000}]
+    assert "size=64m" in {m["destination"]: m for m in c["mounts"]}["/tmp"]["options"]
+    assert c["process"]["args"][-2:] == ["--output-buffer", "65536"]
     ns = linux["namespaces"]
     assert {n["type"] for n in ns} == {"pid", "ipc", "uts", "mount", "network"}
     assert all("path" not in n for n in ns)   # fresh, empty namespaces

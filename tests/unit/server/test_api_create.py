@@ -124,9 +124,9 @@ async def test_db_failure_rolls_back(client: httpx.AsyncClient, manager: Sandbox
     calls = {"n": 0}
 
     def failing_session():  # type: ignore[no-untyped-def]
-        # The auth lookup uses the first session; the insert of the new row is the one that fails.
+        # The auth lookup and the quota read use the first sessions; the insert of the new row is the one that fails.
         calls["n"] += 1
-        if calls["n"] >= 2:
+        if calls["n"] >= 3:
             raise OSError("disk I/O error")
         return real_session()
 

@@ -38,7 +38,8 @@ def test_newest_sdk_lifecycle(server: ApiServerThread) -> None:
     assert server.runtimes["gvisor"].init_bodies[sid]["envVars"] == {"X": "1"}
     info = sbx.get_info()
     assert info.sandbox_id == sid and info.template_id == "base" and info.state == "running"
-    assert info.metadata == {"suite": "compat", "odd": "a&b=c d%"} and info.cpu_count == 2
+    assert info.metadata == {"suite": "compat", "odd": "a&b=c d%"}
+    assert info.cpu_count == min(2, max(1, (os.cpu_count() or 1) - 1))  # never every core of the host
     other = Sandbox.create(template="base", metadata={"suite": "compat"})
 
     found = Sandbox.list(query=SandboxQuery(metadata={"odd": "a&b=c d%"})).next_items()

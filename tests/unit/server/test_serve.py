@@ -27,7 +27,8 @@ def free_port() -> int:
 class FakeGateway:
     instances: ClassVar[list[FakeGateway]] = []
 
-    def __init__(self, resolve: Any, on_activity: Any = None, domain: str = "localhost", wake: Any = None) -> None:
+    def __init__(self, resolve: Any, on_activity: Any = None, domain: str = "localhost", wake: Any = None,
+                 **limits: Any) -> None:
         self.resolve, self.on_activity, self.domain, self.wake = resolve, on_activity, domain, wake
         self.started: tuple[str, int] | None = None
         self.closed = False

@@ -49,17 +49,19 @@ def pool_member_ids(data_dir: Path) -> set[str]:
         return set()
 
 
-def sandbox_cpus(settings: Settings) -> int:
-    """vCPUs of one sandbox: the setting, but never every core of a multi-core host (one stays for the server and the
-    neighbours: a spinner with all cores tripled a neighbour's command latency on a 2-core host)."""
+def sandbox_cpus(settings: Settings, wanted: int | None = None) -> int:
+    """vCPUs of one sandbox: the template's (else the setting), but never every core of a multi-core host (one stays
+    for the server and the neighbours: a spinner with all cores tripled a neighbour's command latency on 2 cores)."""
     cores = os.cpu_count() or 1
-    return max(1, min(settings.default_cpu_count, cores - 1 if cores > 1 else 1))
+    return max(1, min(wanted or settings.default_cpu_count, cores - 1 if cores > 1 else 1))
 
 
 def spec_for(settings: Settings, template: PoolTemplate, sandbox_id: str) -> SandboxSpec:
     """The one spec every sandbox of a template gets (nothing in it depends on the create request)."""
-    return SandboxSpec(sandbox_id=sandbox_id, template_rootfs=template.rootfs, cpu_count=sandbox_cpus(settings),
-                       memory_mb=settings.default_memory_mb, disk_mb=settings.default_disk_mb,
+    return SandboxSpec(sandbox_id=sandbox_id, template_rootfs=template.rootfs,
+                       cpu_count=sandbox_cpus(settings, getattr(template, "cpu_count", None)),
+                       memory_mb=getattr(template, "memory_mb", None) or settings.default_memory_mb,
+                       disk_mb=settings.default_disk_mb,
                        pids_limit=settings.sandbox_pids, nofile=settings.sandbox_nofile,
                        tmp_mb=settings.sandbox_tmp_mb, output_buffer_bytes=settings.agent_output_buffer_bytes,
                        env=dict(template.envs))

@@ -223,7 +223,7 @@ class Builder:
         (staged / OWNER_JSON).write_text(owner.model_dump_json(indent=1) + "\n")
         info = TemplateInfo(id=template_id, aliases=[owner.name] if owner.name else [], envs=state.envs,
                             workdir=state.workdir, user=state.user, start_cmd=spec.start_cmd or None,
-                            ready_cmd=spec.ready_cmd or None)
+                            ready_cmd=spec.ready_cmd or None, cpu_count=owner.cpu_count, memory_mb=owner.memory_mb)
         for tag in {template_tags.DEFAULT_TAG, *tags}:
             template_tags.snapshot(staged, tag, info, state.lowers, owner.build_id)
         try:

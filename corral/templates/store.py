@@ -60,6 +60,9 @@ class TemplateInfo(BaseModel):
     # Run (non-login bash) after start_cmd until it exits 0; create returns only then.
     ready_cmd: str | None = None
     runtime: Literal["gvisor", "runc"] | None = None
+    # A built template's cpuCount/memoryMB (the build request's): its sandboxes get them. None: the server defaults.
+    cpu_count: int | None = Field(default=None, ge=1)
+    memory_mb: int | None = Field(default=None, ge=128)
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     build: BuildInfo | None = None
 

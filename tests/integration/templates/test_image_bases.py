@@ -18,9 +18,10 @@ BASE_ROOTFS = BASE_TEMPLATES / "base" / "rootfs"
 
 def test_python_image_base(sdk_env: CorralServer) -> None:
     t = Template().from_python_image("3.11").run_cmd("python --version > py.txt && pip --version >> py.txt")
-    Template.build(t, "it-python-base")
+    Template.build(t, "it-python-base", memory_mb=768)
     sbx = Sandbox.create("it-python-base")
     try:
+        assert sbx.get_info().memory_mb == 768          # the template's size is its sandboxes' size, as on E2B
         out = sbx.commands.run("cat /home/user/py.txt").stdout
         assert out.startswith("Python 3.11."), out
         assert "python 3.11" in out

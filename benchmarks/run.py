@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.interpreter import bench_interpreter
 from benchmarks.load import bench_concurrent_creates, bench_density, bench_sustained
 from benchmarks.network import bench_network
 from benchmarks.pause import bench_pause, bench_paused_density
@@ -108,6 +109,8 @@ def main() -> None:
     parser.add_argument("--port-s", type=float, default=5.0,
                         help="seconds of the exposed-port throughput figure per tier (0: skip)")
     parser.add_argument("--port-clients", type=int, default=8, help="keep-alive clients for the exposed-port figure")
+    parser.add_argument("--interpreter", action="store_true",
+                        help="also: code interpreter create, first run_code and trivial-cell figures")
     parser.add_argument("--network-only", action="store_true", help="only the --network figures")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "latest.json")
     parser.add_argument("--pause", action="store_true",
@@ -139,6 +142,8 @@ def main() -> None:
             figures += bench_tier(tier, args.n, server.data_dir, args.pool_size)
             if args.port_s:
                 figures += bench_exposed_port(tier, args.port_s, args.port_clients)
+            if args.interpreter:
+                figures += bench_interpreter(tier, args.n)
         gvisor = "gvisor" in args.tiers.split(",")
         if gvisor:
             figures.append(bench_concurrent_creates("gvisor", args.concurrency, max(1, args.n // args.concurrency)))

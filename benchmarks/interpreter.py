@@ -1,0 +1,53 @@
+"""Benchmark: the code interpreter through the stock e2b-code-interpreter SDK — create, first run_code, trivial cell."""
+
+from __future__ import annotations
+
+import time
+
+from benchmarks.stats import Figure
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000
+
+
+def bench_interpreter(tier: str, n: int) -> list[Figure]:
+    """`n` fresh sandboxes of code-interpreter-v1: Sandbox.create(), the first run_code on it (what an agent waits
+    for after create), and create + first run_code together; then 3n trivial cells on one sandbox."""
+    from e2b_code_interpreter import Sandbox
+
+    meta = {"corral.runtime": tier}
+    create_ms: list[float] = []
+    first_ms: list[float] = []
+    total_ms: list[float] = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        sbx = Sandbox.create(metadata=meta)
+        created = _ms(t0)
+        try:
+            t1 = time.perf_counter()
+            ex = sbx.run_code("1 + 1")
+            first = _ms(t1)
+            if ex.error or not ex.results or ex.results[0].text != "2":
+                raise RuntimeError(f"first run_code answered {ex!r}")
+        finally:
+            sbx.kill()
+        create_ms.append(created)
+        first_ms.append(first)
+        total_ms.append(created + first)
+    sbx = Sandbox.create(metadata=meta)
+    try:
+        sbx.run_code("x = 0")
+        rounds = []
+        for _ in range(3 * n):
+            t0 = time.perf_counter()
+            sbx.run_code("x += 1; x")
+            rounds.append(_ms(t0))
+    finally:
+        sbx.kill()
+    return [
+        Figure.of(f"{tier}: code interpreter Sandbox.create()", create_ms),
+        Figure.of(f"{tier}: first run_code('1 + 1') on a new sandbox", first_ms),
+        Figure.of(f"{tier}: create + first run_code", total_ms),
+        Figure.of(f"{tier}: run_code round trip, trivial cell", rounds),
+    ]

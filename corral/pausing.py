@@ -191,6 +191,8 @@ class Pauser:
         return True
 
     async def _pause_background(self, sandbox_id: str, by: str) -> None:
+        if by == "timeout":
+            await self._wait_checkpointable(sandbox_id)
         try:
             async with self.lock(sandbox_id):
                 row = self.row(sandbox_id)
@@ -199,7 +201,34 @@ class Pauser:
         except CorralError as e:
             log.warning("sandbox %s: %s pause failed: %s", sandbox_id, by, e)
             if by == "timeout":
-                await self.m.kill_now(sandbox_id)
+                await self._pause_files_or_kill(sandbox_id)
+
+    async def _wait_checkpointable(self, sandbox_id: str, limit_s: float = 75.0, every_s: float = 2.0) -> None:
+        """A timeout pause waits (the sandbox runs on meanwhile) while a checkpoint blocker may clear by itself, e.g.
+        TCP endpoints in TIME_WAIT (corral/net/conntrack.py: gVisor forgets them after 60 s)."""
+        row = self.row(sandbox_id)
+        rt = self._runtime(row) if row is not None else None
+        deadline = asyncio.get_running_loop().time() + limit_s
+        while rt is not None and rt.checkpoint_blocker(sandbox_id) is not None and rt.name != "runc":
+            if asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(every_s)
+
+    async def _pause_files_or_kill(self, sandbox_id: str) -> None:
+        """The timeout pause could not keep memory: keep the files at least (a filesystem-only pause), else kill."""
+        try:
+            async with self.lock(sandbox_id):
+                row = self.row(sandbox_id)
+                if row is None or row.state != RUNNING:
+                    return          # paused, killed or gone meanwhile: nothing left to decide
+                await self.pause_locked(row, False, "timeout")
+                log.warning("sandbox %s: paused at its timeout with its files only", sandbox_id)
+                return
+        except CorralError as e:
+            log.warning("sandbox %s: filesystem-only pause failed too (%s); killing it", sandbox_id, e)
+        row = self.row(sandbox_id)
+        if row is not None and row.state == RUNNING:
+            await self.m.kill_now(sandbox_id)
 
     def start(self) -> None:
         if self.m.settings.hibernate_after_s and self._hibernator is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import FastAPI, Response
 
 from corral import __version__
@@ -40,7 +42,9 @@ def create_app(settings: Settings, manager: SandboxManager) -> FastAPI:
     app.include_router(snapshots_router)
     app.include_router(admin_router)
     # Added last = outermost: the audit log sees even the calls the guard refuses.
+    uploads = [("PUT", re.compile(r"/volumecontent/[^/]+/file"), settings.gateway_max_upload_bytes),
+               ("PUT", re.compile(r"/_corral/template-files/[^/]+"), settings.build_upload_max_mb << 20)]
     app.add_middleware(RequestGuard, max_body=settings.api_max_body_bytes,
-                       max_header_bytes=settings.api_max_header_bytes)
+                       max_header_bytes=settings.api_max_header_bytes, uploads=uploads)
     app.add_middleware(AuditLog, db=manager.db)
     return app

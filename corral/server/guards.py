@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,10 +33,19 @@ class _TooLarge(Exception):
 class RequestGuard:
     """Rejects oversized heads (431), malformed ids (404) and bodies over `max_body` bytes (413, declared or streamed)."""
 
-    def __init__(self, app: ASGIApp, max_body: int, max_header_bytes: int = 16 << 10) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, max_header_bytes: int = 16 << 10,
+                 uploads: Sequence[tuple[str, re.Pattern[str], int]] = ()) -> None:
         self.app = app
         self.max_body = max_body
         self.max_header_bytes = max_header_bytes
+        # (method, path pattern, cap): file uploads (volume content, template COPY archives) have their own caps.
+        self.uploads = uploads
+
+    def _cap(self, method: str, path: str) -> int:
+        for upload_method, where, cap in self.uploads:
+            if method == upload_method and where.fullmatch(path):
+                return cap
+        return self.max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,9 +62,10 @@ class RequestGuard:
             if m and not shape.match(m.group(1)):
                 await error_response(404, f"{what} not found")(scope, receive, send)
                 return
+        cap = self._cap(scope.get("method", ""), path)
         declared = dict(headers).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-            await error_response(413, f"body: larger than {self.max_body} bytes")(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > cap):
+            await error_response(413, f"body: larger than {cap} bytes")(scope, receive, send)
             return
         seen = 0
         too_large = False
@@ -65,7 +76,7 @@ class RequestGuard:
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
-                if seen > self.max_body:
+                if seen > cap:
                     too_large = True
                     raise _TooLarge
             return msg
@@ -76,7 +87,7 @@ class RequestGuard:
             if too_large:
                 if not replaced:
                     replaced = True
-                    await error_response(413, f"body: larger than {self.max_body} bytes")(scope, receive, send)
+                    await error_response(413, f"body: larger than {cap} bytes")(scope, receive, send)
                 return
             await send(msg)
 

@@ -40,6 +40,21 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeo
         proc.wait(timeout=10)
 
 
+_octets_handed_out: set[int] = set()
+
+
+def free_net_octet() -> int:
+    """A second octet for a test server's 10.X.0.0/16 that no server of this session got and no host address or
+    nft table uses (two servers on one range collide on the resolver's address: "could not bind 10.X.0.1:53")."""
+    used = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.split()
+    candidates = [o for o in range(64, 192) if o not in _octets_handed_out and f" 10.{o}." not in used
+                  and f"ct{o:x}" not in tables]
+    octet = random.choice(candidates)
+    _octets_handed_out.add(octet)
+    return octet
+
+
 @dataclass
 class CorralServer:
     data_dir: Path
@@ -50,7 +65,7 @@ class CorralServer:
     # Extra CORRAL_* settings. Every test server also gets its own sandbox network (CIDR, nft table, interface
     # names): several servers run on one host at once.
     env: dict[str, str] = field(default_factory=dict)
-    net_octet: int = field(default_factory=lambda: random.randrange(64, 192))
+    net_octet: int = field(default_factory=lambda: free_net_octet())
 
     @property
     def net_tag(self) -> str:

@@ -149,3 +149,14 @@ async def test_guards_ids_and_body_size(client: httpx.AsyncClient, db: Database,
     assert r.status_code == 413
     r = await client.get("/v2/sandboxes", headers={"X-Big": "a" * (20 << 10)})
     assert r.status_code == 431
+
+
+async def test_file_uploads_have_their_own_cap(client: httpx.AsyncClient) -> None:
+    """A 2 MiB volume file or COPY archive passes the 1 MiB JSON cap (the route answers, here 401: no token)."""
+    big = b"x" * (2 << 20)
+    r = await client.put("/volumecontent/vol_0123456789abcdef/file?path=/a", content=big)
+    assert r.status_code != 413, r.text
+    r = await client.put("/_corral/template-files/not-a-token", content=big)
+    assert r.status_code != 413, r.text
+    r = await client.put("/volumecontent/vol_0123456789abcdef/dir", content=big)   # not an upload route
+    assert r.status_code == 413

@@ -9,7 +9,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -100,6 +100,10 @@ class WarmPool:
         self._destroying: set[asyncio.Task[None]] = set()
         self.refill_backoff_s = 5.0
         self.check_interval_s = 2.0  # how often template rebuilds and idle keys are noticed without a create
+        # Member hooks (the manager's networking): run on a new member before it is ready (a failure discards it),
+        # and when a member is destroyed unclaimed.
+        self.on_ready: Callable[[RuntimeHandle], Awaitable[None]] | None = None
+        self.on_gone: Callable[[str], None] | None = None
 
     # ---- the request path ----
 
@@ -266,6 +270,14 @@ class WarmPool:
         if self.pools.get(key) is not pool or pool.build != build:
             self._destroy(key[1], sandbox_id)  # the template changed while this one started
             return
+        if self.on_ready is not None:
+            try:
+                await self.on_ready(handle)
+            except Exception:
+                self._destroy(key[1], sandbox_id)
+                pool.failed_until = self.clock() + self.refill_backoff_s
+                log.exception("warm pool %s/%s: preparing %s failed", *key, sandbox_id)
+                return
         pool.ready.append(handle)
         log.info("warm pool %s/%s: +%s in %.2fs (%d ready)", *key, sandbox_id, time.monotonic() - started,
                  len(pool.ready))
@@ -287,6 +299,8 @@ class WarmPool:
                 log.exception("warm pool: destroying %s failed", sandbox_id)
             finally:
                 self._unmark(sandbox_id)
+                if self.on_gone is not None:
+                    self.on_gone(sandbox_id)
 
         task = asyncio.ensure_future(run())
         self._destroying.add(task)

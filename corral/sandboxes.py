@@ -100,6 +100,12 @@ class SandboxManager:
         self.network = network   # corral.net: egress policy of networked sandboxes (None: no networking)
         # Off unless asked (the server asks when settings.pool_size > 0): embedders and unit tests see only their creates.
         self.pool: WarmPool | None = WarmPool(settings, runtimes, templates) if warm_pool else None
+        if self.pool is not None and network is not None:
+            # Members get the default policy while they wait (no user code runs in them before a create): a create
+            # asking for the default — most do — skips the nft update on its path.
+            net = network
+            self.pool.on_ready = lambda h: net.apply(h.sandbox_id, h.sandbox_dir, EgressPolicy())
+            self.pool.on_gone = net.forget
         self.quotas = QuotaKeeper(lambda team_id: get_quota(self.db, settings, team_id))
         self._routes: dict[str, Route] = {}
         self.watchdog = Watchdog(self, settings.watchdog_interval_s)
@@ -199,7 +205,7 @@ class SandboxManager:
             try:
                 async with asyncio.timeout(self.create_timeout_s):
                     handle = warm if warm is not None else await runtime.create(spec)
-                    if self.network is not None:
+                    if self.network is not None and (warm is None or req.egress != EgressPolicy()):
                         await self.network.apply(sandbox_id, handle.sandbox_dir, req.egress)
                     await self.boot(handle.socket_path, template, req.env_vars, envd_token)
             except TimeoutError as e:

@@ -186,3 +186,54 @@ async def test_one_waiter_per_refill_others_go_cold(pooled: SandboxManager, runt
     ids = await asyncio.gather(create(pooled), create(pooled), create(pooled))
     assert len(set(ids)) == 3
     assert all(pooled.route(i) is not None for i in ids)
+
+
+class FakeNetwork:
+    """Records policy applies and forgets; `fail` makes apply raise (an nft error)."""
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[str, object]] = []
+        self.forgotten: list[str] = []
+        self.fail = False
+
+    async def apply(self, sandbox_id: str, sandbox_dir: Path, policy: object) -> None:
+        if self.fail:
+            raise RuntimeError("nft failed")
+        self.applied.append((sandbox_id, policy))
+
+    def forget(self, sandbox_id: str) -> None:
+        self.forgotten.append(sandbox_id)
+
+    @staticmethod
+    def has_network(sandbox_dir: Path) -> bool:
+        return True
+
+
+async def test_members_wait_with_the_default_policy(pool_settings: Settings, runtimes: dict[str, FakeRuntime],
+                                                    templates: FakeTemplates, db: Database) -> None:
+    from corral.net.policy import EgressPolicy
+
+    net = FakeNetwork()
+    mgr = SandboxManager(pool_settings, runtimes, templates, db=db, warm_pool=True,  # type: ignore[arg-type]
+                         network=net)  # type: ignore[arg-type]
+    assert mgr.pool is not None
+    mgr.pool.check_interval_s = 0.05
+    await mgr.start()
+    try:
+        await until(lambda: len(ready(mgr)) == 2)
+        assert {sid for sid, _ in net.applied} == set(ready(mgr))
+        assert all(p == EgressPolicy() for _, p in net.applied)
+        applied = len(net.applied)
+        default_sid = await create(mgr)                  # the default policy: no second apply on the create path
+        assert default_sid not in [sid for sid, _ in net.applied[applied:]]
+        await until(lambda: len(ready(mgr)) == 2)
+        strict = EgressPolicy(allow_internet=False)
+        strict_sid = await create(mgr, egress=strict)    # another policy: applied before /init
+        assert (strict_sid, strict) in net.applied
+        net.fail = True                                   # a member whose policy cannot be set is discarded
+        await create(mgr)
+        await asyncio.sleep(0.3)
+        assert len(ready(mgr)) < 2
+    finally:
+        await mgr.close(drain_s=5)
+    assert net.forgotten                                  # drained members are forgotten by the network service

@@ -46,8 +46,8 @@ _octets_handed_out: set[int] = set()
 def free_net_octet() -> int:
     """A second octet for a test server's 10.X.0.0/16 that no server of this session got and no host address or
     nft table uses (two servers on one range collide on the resolver's address: "could not bind 10.X.0.1:53")."""
-    used = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout.split()
+    used = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=False).stdout
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False).stdout.split()
     candidates = [o for o in range(64, 192) if o not in _octets_handed_out and f" 10.{o}." not in used
                   and f"ct{o:x}" not in tables]
     octet = random.choice(candidates)
@@ -138,10 +138,7 @@ def serving(server: CorralServer, extra: tuple[str, ...] = (), log_lines: int = 
     try:
         yield server
     finally:
-        server.stop()
-        print(server.log_tail(log_lines))
-        destroy_remaining(server)
-        shutil.rmtree(server.data_dir, ignore_errors=True)
+        teardown_server(server, log_lines)
 
 
 def destroy_remaining(server: CorralServer) -> None:
@@ -163,6 +160,24 @@ def destroy_remaining(server: CorralServer) -> None:
 
     asyncio.run(destroy())
     subprocess.run(["nft", "delete", "table", "inet", server.net_tag], capture_output=True, check=False)
+    # Volume images (CORRAL_VOLUME_SIZE_MB) stay mounted over a server stop, by design: unmount them too.
+    root = str(server.data_dir.resolve()) + "/"
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for target in sorted((m for m in mounts if m.startswith(root)), key=len, reverse=True):
+        print(f"session teardown: unmounting {target}")
+        subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout
+    for line in loops.splitlines():
+        if root in line:
+            subprocess.run(["losetup", "-d", line.split(":", 1)[0]], capture_output=True, check=False)
+
+
+def teardown_server(server: CorralServer, log_lines: int = 200) -> None:
+    """Stop a test server, print its log tail, destroy what it left, remove its data dir."""
+    server.stop()
+    print(server.log_tail(log_lines))
+    destroy_remaining(server)
+    shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
 def leftovers(data_dir: Path, sandbox_ids: list[str] | None = None) -> list[str]:
@@ -213,7 +228,4 @@ def started(server: CorralServer, extra: tuple[str, ...] = ()) -> Iterator[Corra
     try:
         yield server
     finally:
-        server.stop()
-        print(server.log_tail(100))
-        destroy_remaining(server)
-        shutil.rmtree(server.data_dir, ignore_errors=True)
+        teardown_server(server, 100)

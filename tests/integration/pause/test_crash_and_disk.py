@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import require_host
-from tests.integration.corral_server import CorralServer
+from tests.integration.corral_server import CorralServer, destroy_remaining, teardown_server
 from tests.integration.pause.helpers import assert_clean
 from tests.integration.sdk.helpers import wait_until
 
@@ -28,8 +28,7 @@ def server() -> Iterator[CorralServer]:
     try:
         yield srv
     finally:
-        srv.stop()
-        subprocess.run(["rm", "-rf", str(srv.data_dir)], check=False)
+        teardown_server(srv)
 
 
 def _api(srv: CorralServer, key: str, method: str, path: str, **kw: object) -> httpx.Response:
@@ -99,6 +98,7 @@ def test_disk_full_refuses_pause_and_keeps_running(tmp_path: Path, monkeypatch: 
         assert_clean(srv, [sid])
     finally:
         srv.stop()
+        destroy_remaining(srv)
         subprocess.run(["umount", str(tiny)], check=False)
         subprocess.run(["rm", "-rf", str(srv.data_dir)], check=False)
         assert wait_until(lambda: not tiny.is_mount(), timeout=5)

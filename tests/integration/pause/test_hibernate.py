@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import require_host
-from tests.integration.corral_server import CorralServer
+from tests.integration.corral_server import CorralServer, teardown_server
 from tests.integration.pause.helpers import assert_clean
 from tests.integration.pause.test_crash_and_disk import _api, _exec
 from tests.integration.sdk.helpers import wait_until
@@ -35,8 +35,7 @@ def test_idle_sandbox_hibernates_and_wakes_on_request(monkeypatch: pytest.Monkey
         assert _api(srv, key, "DELETE", f"/sandboxes/{sid}").status_code == 204
         assert_clean(srv, [sid])
     finally:
-        srv.stop()
-        subprocess.run(["rm", "-rf", str(srv.data_dir)], check=False)
+        teardown_server(srv)
 
 
 def _procs(sandbox_id: str) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import point_sdk_at, require_host
-from tests.integration.corral_server import CorralServer
+from tests.integration.corral_server import CorralServer, teardown_server
 
 
 @contextmanager
@@ -27,9 +26,7 @@ def own_server(prefix: str, **env: str) -> Iterator[CorralServer]:
         try:
             yield server
         finally:
-            server.stop()
-            print(server.log_tail(200))
-            shutil.rmtree(server.data_dir, ignore_errors=True)
+            teardown_server(server)
 
 
 @pytest.fixture(scope="module")

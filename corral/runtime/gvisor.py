@@ -9,7 +9,7 @@ from pathlib import Path
 from corral.config import Settings
 from corral.net import netns
 from corral.net.conntrack import tcp_blocker
-from corral.net.gvisor_netns import netstack_wrap
+from corral.net.gvisor_netns import ensure_shared, netstack_wrap
 from corral.runtime import cgroups, procs
 from corral.runtime.base import SandboxSpec
 from corral.runtime.layout import SandboxLayout
@@ -26,6 +26,7 @@ class GVisorRuntime(OciRuntime):
     def __init__(self, settings: Settings, ready_timeout: float = READY_TIMEOUT_S) -> None:
         super().__init__(settings, ready_timeout)
         self.root = settings.runsc_root
+        self._shared = False   # the data dir is a shared mount (ensure_shared), checked once per runtime
 
     def global_flags(self) -> list[str]:
         """Flags every runsc call for our sandboxes must repeat (runsc re-reads config from them, not from state).
@@ -49,7 +50,12 @@ class GVisorRuntime(OciRuntime):
 
     def netstack_argv(self, argv: list[str]) -> list[str]:
         """Wrap a `runsc run`/`runsc restore` that sets up --network=sandbox (see corral/net/gvisor_netns.py)."""
-        return netstack_wrap(argv) if self.settings.net_enabled else argv
+        if not self.settings.net_enabled:
+            return argv
+        if not self._shared:
+            ensure_shared(self.settings.data_dir)
+            self._shared = True
+        return netstack_wrap(argv)
 
     def _pids(self, sandbox_id: str) -> set[int]:
         # The cgroup holds sandbox, gofer and ptrace stubs; the /proc scan also catches processes started before

@@ -161,9 +161,10 @@ def destroy_remaining(server: CorralServer) -> None:
     asyncio.run(destroy())
     subprocess.run(["nft", "delete", "table", "inet", server.net_tag], capture_output=True, check=False)
     # Volume images (CORRAL_VOLUME_SIZE_MB) stay mounted over a server stop, by design: unmount them too.
+    # So does the data dir's own bind mount (corral/net/gvisor_netns.ensure_shared).
     root = str(server.data_dir.resolve()) + "/"
     mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    for target in sorted((m for m in mounts if m.startswith(root)), key=len, reverse=True):
+    for target in sorted((m for m in mounts if m.startswith(root) or m + "/" == root), key=len, reverse=True):
         print(f"session teardown: unmounting {target}")
         subprocess.run(["umount", "-l", target], capture_output=True, check=False)
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout

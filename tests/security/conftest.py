@@ -15,7 +15,7 @@ from e2b import Sandbox
 from e2b.sandbox.commands.command_handle import CommandExitException, CommandResult
 
 from tests.integration.conftest import require_host
-from tests.integration.corral_server import CorralServer
+from tests.integration.corral_server import CorralServer, teardown_server
 from tests.integration.sdk.helpers import create
 
 TIERS = ["gvisor", "runc"]
@@ -42,9 +42,7 @@ def sec_server() -> Iterator[CorralServer]:
     try:
         yield server
     finally:
-        server.stop()
-        print(server.log_tail(40))
-        shutil.rmtree(data_dir, ignore_errors=True)
+        teardown_server(server, 40)
 
 
 @pytest.fixture(scope="session")

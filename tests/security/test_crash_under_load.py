@@ -3,7 +3,6 @@ accounted for (running ones re-attached and working, the rest cleaned) and nothi
 
 from __future__ import annotations
 
-import shutil
 import signal
 import sqlite3
 import tempfile
@@ -15,7 +14,7 @@ import httpx
 
 from tests.integration.api.test_restart import run, stdout_of
 from tests.integration.conftest import require_host
-from tests.integration.corral_server import CorralServer, leftovers
+from tests.integration.corral_server import CorralServer, leftovers, teardown_server
 from tests.integration.sdk.helpers import wait_until
 
 CLIENTS = 20
@@ -81,5 +80,4 @@ def test_sigkill_under_load_then_restart_accounts_for_everything() -> None:
         assert wait_until(lambda: not leftovers(server.data_dir, everything), timeout=90), \
             leftovers(server.data_dir, everything)
     finally:
-        server.stop()
-        shutil.rmtree(server.data_dir, ignore_errors=True)
+        teardown_server(server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import time
@@ -140,10 +141,12 @@ print("IFACES", sorted(os.listdir("/sys/class/net")) if os.path.isdir("/sys/clas
     as_user = py(box, script, user="user")
     assert "RAW-DENIED" in as_user.stdout, as_user.stdout
     as_root = py(box, script)
-    # Root may open one (CAP_NET_RAW, as in Docker), but only the sandbox's own loopback (if anything) is there.
-    ifaces = as_root.stdout.split("IFACES", 1)[1]
-    host_ifaces = {i for i in os.listdir("/sys/class/net") if i != "lo"}
-    assert not any(i in ifaces for i in host_ifaces), (ifaces, host_ifaces)
+    # Root may open one (CAP_NET_RAW, as in Docker), but only the sandbox's own interfaces are there: loopback and
+    # the sandbox end of its veth (named eth0 in its netns), none of the host's veths, bridges or NICs.
+    ifaces = set(ast.literal_eval(as_root.stdout.split("IFACES", 1)[1].strip()))
+    assert ifaces <= {"lo", "eth0"}, ifaces
+    host_only = {i for i in os.listdir("/sys/class/net") if i not in ("lo", "eth0")}
+    assert not ifaces & host_only, (ifaces, host_only)
 
 
 def test_device_nodes_cannot_reach_host_devices(box: Sandbox) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import tempfile
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from tests.integration.conftest import require_host
-from tests.integration.corral_server import CorralServer, leftovers
+from tests.integration.corral_server import CorralServer, leftovers, teardown_server
 from tests.integration.sdk.helpers import wait_until
 
 
@@ -68,8 +67,7 @@ def test_sigkill_restart_reattaches_and_cleans(tmp_path: Path) -> None:
             assert httpx.delete(f"{api}/sandboxes/{sid}", headers={"X-API-KEY": key}).status_code == 204
         assert wait_until(lambda: not leftovers(server.data_dir, ids), timeout=20), leftovers(server.data_dir, ids)
     finally:
-        server.stop()
-        shutil.rmtree(server.data_dir, ignore_errors=True)
+        teardown_server(server)
 
 
 def test_sigkill_with_sandboxes_then_restart_without_them(tmp_path: Path) -> None:
@@ -101,5 +99,4 @@ def test_sigkill_with_sandboxes_then_restart_without_them(tmp_path: Path) -> Non
         assert r.status_code == 404 or r.json().get("state") != "running"
         assert wait_until(lambda: not leftovers(server.data_dir, [sid]), timeout=20), leftovers(server.data_dir, [sid])
     finally:
-        server.stop()
-        shutil.rmtree(server.data_dir, ignore_errors=True)
+        teardown_server(server)

@@ -17,7 +17,7 @@ from corral.config import Settings
 from corral.pool import pool_member_ids
 from corral.templates.store import TemplateStore
 from tests.integration.conftest import point_sdk_at, require_host
-from tests.integration.corral_server import BASE_TEMPLATES, CorralServer, leftovers
+from tests.integration.corral_server import BASE_TEMPLATES, CorralServer, leftovers, teardown_server
 from tests.integration.sdk.helpers import wait_until
 
 POOL_SIZE = 2
@@ -37,9 +37,7 @@ def pool_server() -> Iterator[CorralServer]:
     try:
         yield server
     finally:
-        server.stop()
-        print(server.log_tail(100))
-        shutil.rmtree(data_dir, ignore_errors=True)
+        teardown_server(server, 100)
 
 
 @pytest.fixture(scope="module")
@@ -140,5 +138,4 @@ def test_stop_destroys_members_and_crash_leaves_them_to_the_sweep() -> None:
         assert pool_member_ids(server.data_dir) == set()
         assert wait_until(lambda: not leftovers(server.data_dir), timeout=20), leftovers(server.data_dir)
     finally:
-        server.stop()
-        shutil.rmtree(server.data_dir, ignore_errors=True)
+        teardown_server(server)

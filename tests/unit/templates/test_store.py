@@ -112,7 +112,15 @@ def test_extra_fields_forbidden_and_bad_files_skipped(settings: Settings) -> Non
         read_template_json(tdir)
 
 
-def test_install_is_atomic_swap_and_cleans_old(settings: Settings) -> None:
+@pytest.fixture
+def no_host_sandboxes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's mount table is not part of these tests (a sandbox of another test session may be mounted)."""
+    import corral.templates.store as mod
+
+    monkeypatch.setattr(mod, "rootfs_in_use", lambda p: False)
+
+
+def test_install_is_atomic_swap_and_cleans_old(settings: Settings, no_host_sandboxes: None) -> None:
     store = TemplateStore(settings)
     settings.templates_dir.mkdir(parents=True)
     for version in ("v1", "v2"):
@@ -126,7 +134,7 @@ def test_install_is_atomic_swap_and_cleans_old(settings: Settings) -> None:
     assert sorted(os.listdir(settings.templates_dir)) == ["base"]  # old version and temp files gone
 
 
-def test_delete(settings: Settings) -> None:
+def test_delete(settings: Settings, no_host_sandboxes: None) -> None:
     store = TemplateStore(settings)
     make_rootfs(settings, "base")
     store.register(TemplateInfo(id="base", aliases=["base"]))

@@ -50,12 +50,13 @@ class GVisorRuntime(OciRuntime):
 
     def netstack_argv(self, argv: list[str]) -> list[str]:
         """Wrap a `runsc run`/`runsc restore` that sets up --network=sandbox (see corral/net/gvisor_netns.py)."""
-        if not self.settings.net_enabled:
-            return argv
-        if not self._shared:
+        return netstack_wrap(argv) if self.settings.net_enabled else argv
+
+    def before_first_create(self) -> None:
+        # Before the first layer is mounted: a bind made later would hide earlier mounts (gvisor_netns.py).
+        if self.settings.net_enabled and not self._shared:
             ensure_shared(self.settings.data_dir)
             self._shared = True
-        return netstack_wrap(argv)
 
     def _pids(self, sandbox_id: str) -> set[int]:
         # The cgroup holds sandbox, gofer and ptrace stubs; the /proc scan also catches processes started before

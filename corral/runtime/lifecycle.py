@@ -140,6 +140,9 @@ class OciRuntime(ABC):
     def restore_argv(self, sandbox_id: str, image_dir: Path, lay: SandboxLayout) -> list[str]:
         raise NotImplementedError
 
+    def before_first_create(self) -> None:
+        """Host set-up a backend needs before any sandbox of it mounts anything (called on every create: cheap)."""
+
     async def before_restore(self, lay: SandboxLayout) -> None:
         """Host-side preparation a memory restore needs (e.g. the netns as runsc expects it)."""
 
@@ -191,6 +194,7 @@ class OciRuntime(ABC):
         lay = self._layout(spec.sandbox_id)
         async with self._lock(spec.sandbox_id):
             self.settings.sandboxes_dir.mkdir(parents=True, exist_ok=True)
+            self.before_first_create()
             try:
                 lay.dir.mkdir()
             except FileExistsError:

@@ -205,7 +205,7 @@ def _leftovers(data_dir: Path, sandbox_ids: list[str] | None, members: set[str])
         if ("runsc" in cmdline or "runc" in cmdline or "corral-agent" in cmdline) and data in cmdline or sandbox_ids and any(sid in cmdline for sid in sandbox_ids) and "pytest" not in cmdline:
             found.append(f"process {pid}: {cmdline[:200]}")
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        if data in line:
+        if data in line and line.split()[4] != data:   # the data dir's own shared bind (gvisor_netns) is by design
             found.append(f"mount: {line}")
     losetup = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=False).stdout
     found += [f"loop: {l}" for l in losetup.splitlines() if data in l]

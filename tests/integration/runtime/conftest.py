@@ -6,6 +6,7 @@ import asyncio
 import os
 import random
 import shutil
+import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from corral.config import Settings
 from corral.net.netns import used_indexes
 from corral.net.nft import remove_table
 from corral.runtime.lifecycle import OciRuntime
+from corral.templates.chroot import mounts_under
 from tests.integration.runtime.helpers import assert_no_leaks, make_runtime
 
 BUSYBOX = Path("/bin/busybox")
@@ -34,6 +36,9 @@ def work_dir() -> Iterator[Path]:
     _need_root()
     d = Path(tempfile.mkdtemp(prefix="corral-rt-"))
     yield d
+    # The runtime made its data dir a shared bind mount (corral/net/gvisor_netns.ensure_shared): undo it.
+    for mp in reversed(mounts_under(d)):
+        subprocess.run(["umount", "-l", mp], check=False, capture_output=True)
     shutil.rmtree(d)
 
 

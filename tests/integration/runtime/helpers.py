@@ -37,8 +37,8 @@ def leftovers(settings: Settings, sandbox_id: str | None = None) -> list[str]:
         if (sandbox_id and sandbox_id in cmd) or data in cmd:
             found.append(f"process {pid}: {cmd[:200]}")
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        if data in line or (sandbox_id and sandbox_id in line):
-            found.append(f"mount: {line}")
+        if (data in line and line.split()[4] != data) or (sandbox_id and sandbox_id in line):
+            found.append(f"mount: {line}")   # (the data dir's own shared bind is by design)
     for bf in Path("/sys/block").glob("loop*/loop/backing_file"):
         try:
             backing = bf.read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def test_create_rollback_removes_network(e2b: CorralServer) -> None:
             netns.setup = real_setup  # type: ignore[assignment]
         assert captured and net_leftovers(e2b.net_tag, captured, settings.data_dir) == []
         assert leftovers(settings.data_dir, [sid]) == []
+        # The runtime made its data dir a shared bind (corral/net/gvisor_netns.ensure_shared): undo it first.
+        subprocess.run(["umount", "-l", d], check=False, capture_output=True)
 
 
 def test_crash_sweep_removes_network_of_orphans(e2b: CorralServer) -> None:

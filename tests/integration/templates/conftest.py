@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import require_host
+from tests.integration.conftest import point_sdk_at, require_host
 from tests.integration.corral_server import CorralServer, started
 
 STEP_TIMEOUT_S = "45"
@@ -53,9 +53,4 @@ def tpl_key(tpl_server: CorralServer) -> str:
 
 @pytest.fixture
 def sdk_env(tpl_server: CorralServer, tpl_key: str, monkeypatch: pytest.MonkeyPatch) -> CorralServer:
-    monkeypatch.setenv("E2B_API_URL", tpl_server.api_url)
-    monkeypatch.setenv("E2B_SANDBOX_URL", tpl_server.sandbox_url)
-    monkeypatch.setenv("E2B_API_KEY", tpl_key)
-    monkeypatch.delenv("E2B_DEBUG", raising=False)
-    monkeypatch.delenv("E2B_DOMAIN", raising=False)
-    return tpl_server
+    return point_sdk_at(monkeypatch, tpl_server, tpl_key)

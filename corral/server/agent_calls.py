@@ -8,6 +8,7 @@ import base64
 import functools
 import json
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,11 @@ def _frames(buf: bytearray) -> list[tuple[int, dict[str, Any]]]:
     return out
 
 
-async def _run(socket_path: Path, request: dict[str, Any], *, user: str, access_token: str | None,
-               timeout: float, until: str) -> int:
-    """Start a process through the agent and follow its event stream until the `start` (pid) or `end` (exit code)."""
+async def run_process(socket_path: Path, request: dict[str, Any], *, user: str, access_token: str | None,
+                      timeout: float | None, until: str,
+                      on_event: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """Start a process through the agent and follow its event stream until the `start` (pid) or `end` (exit code);
+    `on_event` sees every event on the way (e.g. a build step's output)."""
     payload = json.dumps(request).encode()
     headers = {"Content-Type": "application/connect+json",
                "Authorization": "Basic " + base64.b64encode(f"{user}:".encode()).decode()}
@@ -93,6 +96,8 @@ async def _run(socket_path: Path, request: dict[str, Any], *, user: str, access_
                 for flags, msg in _frames(buf):
                     if flags & 0x02:
                         raise RuntimeFailure(f"command failed: {msg.get('error') or 'stream ended'}")
+                    if on_event is not None and msg.get("event"):
+                        on_event(msg["event"])
                     event = (msg.get("event") or {}).get(until)
                     if event is not None:
                         return int(event.get("pid" if until == "start" else "exitCode", 0))
@@ -109,7 +114,7 @@ async def start_command(socket_path: Path, cmd: str, *, user: str, cwd: str, acc
     """
     request = {"process": {"cmd": "/bin/bash", "args": ["-l", "-c", cmd], "envs": {}, "cwd": cwd},
                "tag": START_CMD_TAG}
-    return await _run(socket_path, request, user=user, access_token=access_token, timeout=timeout, until="start")
+    return await run_process(socket_path, request, user=user, access_token=access_token, timeout=timeout, until="start")
 
 
 async def wait_ready(socket_path: Path, ready_cmd: str, *, user: str, cwd: str, access_token: str | None,
@@ -123,7 +128,7 @@ async def wait_ready(socket_path: Path, ready_cmd: str, *, user: str, cwd: str, 
         if left <= 0:
             raise RuntimeFailure(f"the template's ready command {ready_cmd!r} did not succeed within {timeout:g}s "
                                  f"(last exit code {code})")
-        code = await _run(socket_path, request, user=user, access_token=access_token, timeout=left, until="end")
+        code = await run_process(socket_path, request, user=user, access_token=access_token, timeout=left, until="end")
         if code == 0:
             return
         await asyncio.sleep(interval)

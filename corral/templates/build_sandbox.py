@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from corral.config import Settings
 from corral.errors import RuntimeFailure
@@ -24,7 +25,7 @@ from corral.runtime.base import SandboxSpec
 from corral.runtime.gvisor import GVisorRuntime
 from corral.runtime.layout import SandboxLayout
 from corral.runtime.procs import run_cmd
-from corral.server.agent_calls import _client, _frames
+from corral.server.agent_calls import run_process
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,6 @@ async def run_in_sandbox(socket_path: Path, argv: list[str], *, user: str, cwd: 
                          on_output: Log) -> int:
     """Run argv through the agent, stream stdout/stderr lines to on_output, return the exit code."""
     request = {"process": {"cmd": argv[0], "args": argv[1:], "envs": envs, "cwd": cwd}}
-    payload = json.dumps(request).encode()
-    headers = {"Content-Type": "application/connect+json",
-               "Authorization": "Basic " + base64.b64encode(f"{user}:".encode()).decode()}
-    buf = bytearray()
     pending = {"stdout": b"", "stderr": b""}
 
     def emit(stream: str, data: bytes, flush: bool = False) -> None:
@@ -105,31 +102,21 @@ async def run_in_sandbox(socket_path: Path, argv: list[str], *, user: str, cwd: 
         for line in lines:
             on_output("info" if stream == "stdout" else "warn", line.decode(errors="replace").rstrip("\r"))
 
-    async with _client(socket_path, None) as client, client.stream(  # type: ignore[arg-type]
-            "POST", "http://agent/process.Process/Start", headers=headers,
-            content=b"\x00" + len(payload).to_bytes(4, "big") + payload) as resp:
-        if resp.status_code != 200:
-            await resp.aread()
-            raise RuntimeFailure(f"the build sandbox refused the command: {resp.status_code} {resp.text[:300]}")
-        async for chunk in resp.aiter_bytes():
-            buf += chunk
-            for flags, msg in _frames(buf):
-                if flags & 0x02:
-                    raise RuntimeFailure(f"build command failed: {msg.get('error') or 'stream ended'}")
-                event = msg.get("event") or {}
-                data = event.get("data") or {}
-                for stream in ("stdout", "stderr"):
-                    if data.get(stream):
-                        emit(stream, base64.b64decode(data[stream]))
-                end = event.get("end")
-                if end is not None:
-                    emit("stdout", b"", flush=True)
-                    emit("stderr", b"", flush=True)
-                    code = end.get("exitCode", 0)
-                    if not end.get("exited", True) and end.get("status"):
-                        on_output("warn", f"process ended: {end['status']}")
-                    return int(code if code is not None else -1)
-    raise RuntimeFailure("the build sandbox closed the command stream before the command ended")
+    def on_event(event: dict[str, Any]) -> None:
+        data = event.get("data") or {}
+        for stream in ("stdout", "stderr"):
+            if data.get(stream):
+                emit(stream, base64.b64decode(data[stream]))
+        end = event.get("end")
+        if end is not None:
+            emit("stdout", b"", flush=True)
+            emit("stderr", b"", flush=True)
+            if not end.get("exited", True) and end.get("status"):
+                on_output("warn", f"process ended: {end['status']}")
+
+    # No client-side deadline: the builder's step limit stops the sandbox, which ends the stream.
+    return await run_process(socket_path, request, user=user, access_token=None, timeout=None, until="end",
+                             on_event=on_event)
 
 
 async def copy_out(upper: Path, dest: Path) -> None:

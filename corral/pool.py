@@ -273,6 +273,10 @@ class WarmPool:
         if self.on_ready is not None:
             try:
                 await self.on_ready(handle)
+            except asyncio.CancelledError:
+                # Server stop while the member was being prepared: it is in no pool, so drain cannot see it.
+                self._destroy(key[1], sandbox_id)
+                raise
             except Exception:
                 self._destroy(key[1], sandbox_id)
                 pool.failed_until = self.clock() + self.refill_backoff_s

@@ -237,3 +237,26 @@ async def test_members_wait_with_the_default_policy(pool_settings: Settings, run
     finally:
         await mgr.close(drain_s=5)
     assert net.forgotten                                  # drained members are forgotten by the network service
+
+
+async def test_close_while_a_member_is_being_prepared_destroys_it(
+        pool_settings: Settings, runtimes: dict[str, FakeRuntime], templates: FakeTemplates, db: Database) -> None:
+    """A member whose policy apply is still running at stop is in no pool yet: it must not be left behind."""
+    gate = asyncio.Event()
+
+    class SlowNetwork(FakeNetwork):
+        async def apply(self, sandbox_id: str, sandbox_dir: Path, policy: object) -> None:
+            self.applied.append((sandbox_id, policy))
+            await gate.wait()  # never set: close() arrives first
+
+    net = SlowNetwork()
+    mgr = SandboxManager(pool_settings, runtimes, templates, db=db, warm_pool=True,  # type: ignore[arg-type]
+                         network=net)  # type: ignore[arg-type]
+    await mgr.start()
+    await until(lambda: len(net.applied) == 1)
+    preparing = net.applied[0][0]
+    assert preparing in runtimes["gvisor"].alive and not ready(mgr)
+    await mgr.close(drain_s=5)
+    assert preparing in runtimes["gvisor"].destroyed
+    assert preparing not in runtimes["gvisor"].alive
+    assert pool_member_ids(pool_settings.data_dir) == set()

@@ -199,3 +199,41 @@ func TestEndpointCloseAndReopen(t *testing.T) {
 		}
 	}
 }
+
+func TestDownloadCompressesOnlyWhenGzipAloneIsAsked(t *testing.T) {
+	_, srv := testAgent(t)
+	p := filepath.Join(t.TempDir(), "text.txt")
+	data := bytes.Repeat([]byte("corral "), 2000)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for accept, wantGzip := range map[string]bool{
+		"gzip": true, "GZip;q=1": true, "gzip, deflate": false, "gzip, deflate, br, zstd": false,
+		"": false, "gzip;q=0": false, "identity": false, "gzip, deflate;q=0": true,
+	} {
+		req, _ := http.NewRequest("GET", srv.URL+"/files?username=root&path="+url.QueryEscape(p), nil)
+		req.Header.Set("Accept-Encoding", accept)
+		// A Transport that does not add or undo gzip itself, so the wire encoding is what we see.
+		resp, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		gotGzip := resp.Header.Get("Content-Encoding") == "gzip"
+		if gotGzip != wantGzip {
+			t.Errorf("Accept-Encoding %q: gzip=%v, want %v", accept, gotGzip, wantGzip)
+			continue
+		}
+		if gotGzip {
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				t.Fatalf("%q: %v", accept, err)
+			}
+			body, _ = io.ReadAll(zr)
+		}
+		if !bytes.Equal(body, data) {
+			t.Errorf("Accept-Encoding %q: body differs (%d bytes)", accept, len(body))
+		}
+	}
+}

@@ -45,7 +45,11 @@ func (a *agent) handleInit(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.mu.Lock()
+	envChanged := false
 	for k, v := range req.EnvVars {
+		if old, ok := a.envVars[k]; !ok || old != v {
+			envChanged = true
+		}
 		a.envVars[k] = v
 	}
 	if req.AccessToken != nil {
@@ -58,7 +62,13 @@ func (a *agent) handleInit(w http.ResponseWriter, r *http.Request) {
 		a.defaultWorkdir = *req.DefaultWorkdir
 	}
 	a.mu.Unlock()
-	a.invalidateWarm() // its environment and user came from before this /init
+	if envChanged {
+		// The warm shell inherited the old env vars. A new default user needs
+		// nothing here: a claim checks the shell's user, and the next refill
+		// resolves the new one. Unchanged, the shell stays: a pooled sandbox's
+		// /init then costs its first command nothing.
+		a.invalidateWarm()
+	}
 	// The timestamp is not applied: in gVisor/runc the sandbox clock is the
 	// host's clock already, and setting it would change the host's.
 	w.WriteHeader(http.StatusNoContent)

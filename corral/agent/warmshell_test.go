@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -96,4 +97,55 @@ func TestWarmShellRunsCommandsLikeBashLC(t *testing.T) {
 		t.Fatalf("syntax error: code %d stderr %q", code, stderr)
 	}
 	a.invalidateWarm() // /init: the old shell goes, a new one comes
+}
+
+// /init replaces the warm shell only when it changes the env vars the shell
+// inherited: a pooled sandbox's /init with nothing new keeps it.
+func TestInitKeepsTheWarmShellUnlessEnvVarsChange(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	a, srv := testAgent(t)
+	a.warm.enabled = true
+	a.refillWarm()
+	shellPid := func() int {
+		a.warm.mu.Lock()
+		defer a.warm.mu.Unlock()
+		if a.warm.shell == nil {
+			return 0
+		}
+		return a.warm.shell.pid
+	}
+	first := shellPid()
+	if first == 0 {
+		t.Fatal("no warm shell after refill")
+	}
+	postInit := func(body string) {
+		resp, err := http.Post(srv.URL+"/init", "application/json", strings.NewReader(body))
+		if err != nil || resp.StatusCode != 204 {
+			t.Fatalf("init %s: %v %v", body, err, resp)
+		}
+		resp.Body.Close()
+	}
+	postInit(`{"envVars": {}, "defaultWorkdir": "/tmp"}`)
+	if got := shellPid(); got != first {
+		t.Fatalf("warm shell replaced by an /init that changed no env var: %d -> %d", first, got)
+	}
+	postInit(`{"envVars": {"NEW_VAR": "1"}}`)
+	deadline := time.Now().Add(5 * time.Second)
+	for got := shellPid(); got == first || got == 0; got = shellPid() {
+		if time.Now().After(deadline) {
+			t.Fatalf("warm shell not replaced after an env var change (pid %d)", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	postInit(`{"envVars": {"NEW_VAR": "1"}}`)
+	if second := shellPid(); second == first {
+		t.Fatal("unreachable: checked above")
+	} else {
+		time.Sleep(50 * time.Millisecond)
+		if got := shellPid(); got != second {
+			t.Fatalf("the same env var again replaced the shell: %d -> %d", second, got)
+		}
+	}
 }

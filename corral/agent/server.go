@@ -110,6 +110,9 @@ func serve(args []string) error {
 		return err
 	}
 	log.Printf("corral-agent: serving on %s (pid %d)", *listenSpec, os.Getpid())
+	// A pooled sandbox's first command comes right after /init, which keeps
+	// this shell when it changes no env var: start it now, not at that command.
+	go a.refillWarm()
 	// As PID 1 the kernel only delivers signals we handle. SIGTERM/SIGINT: a
 	// clean shutdown (which, for init, ends the sandbox). SIGUSR1: quiesce,
 	// i.e. close the listener and every connection so that no host socket is

@@ -75,6 +75,11 @@ class KernelContext:
         await kc.wait_for_ready(timeout=READY_TIMEOUT_S)
         self._kc = kc
 
+    async def warm_up(self) -> None:
+        """A silent cell (no output, no execution count) once the kernel has started."""
+        async with self._lock:
+            await self._run_silent("pass")
+
     async def restart(self) -> None:
         async with self._lock:
             await self._restart_locked()

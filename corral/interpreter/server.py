@@ -43,7 +43,7 @@ class Registry:
         self.installed = installed if installed is not None else installed_kernels()
         self.contexts: dict[str, KernelContext] = {}
         self._defaults: dict[str, asyncio.Future[KernelContext]] = {}
-        self._warm: asyncio.Future[KernelContext] | None = None
+        self._warm: asyncio.Future[None] | None = None
 
     def resolve(self, language: str | None) -> tuple[str, str]:
         found = languages.resolve(language, self.installed)
@@ -79,8 +79,18 @@ class Registry:
 
     def warm(self) -> None:
         """Start the default Python context in the background: the port answers at once, cells wait for it."""
-        self._warm = asyncio.ensure_future(self.default_for("python"))
+        self._warm = asyncio.ensure_future(self._warm_up())
         self._warm.add_done_callback(_log_failure)
+
+    async def _warm_up(self) -> None:
+        ctx = await self.default_for("python")
+        # One silent cell through kernel and IOPub while nobody waits: a template memory snapshot taken after
+        # /ready then holds a kernel that has run code, not one still settling after its start.
+        await ctx.warm_up()
+
+    def warmed(self) -> bool:
+        """Whether the warm-up is over (also when it failed: the first cell then reports the kernel's error)."""
+        return self._warm is None or self._warm.done()
 
     async def delete(self, context_id: str) -> None:
         ctx = self.get(context_id)
@@ -109,6 +119,12 @@ def make_app(default_cwd: str, *, installed: set[str] | None = None, warm: bool 
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        """The template's ready command: 200 once the default Python kernel has run its warm-up cell."""
+        if registry.warmed():
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "starting"}, status_code=503)
 
     async def execute(request: Request) -> Any:
         req = await _body(request, ExecuteRequest)
@@ -150,6 +166,7 @@ def make_app(default_cwd: str, *, installed: set[str] | None = None, warm: bool 
     app = Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
+            Route("/ready", ready, methods=["GET"]),
             Route("/execute", execute, methods=["POST"]),
             Route("/contexts", create_context, methods=["POST"]),
             Route("/contexts", list_contexts, methods=["GET"]),

@@ -26,7 +26,7 @@ def _tls() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _client(socket_path: Path, timeout: float) -> httpx.AsyncClient:
+def _client(socket_path: Path, timeout: float | None) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(socket_path), verify=_tls()),
                              timeout=timeout, trust_env=False)
 

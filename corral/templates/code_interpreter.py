@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from corral.config import Settings
@@ -35,7 +37,11 @@ START_CMD = (
     f" >>{SERVER_LOG} 2>&1"
 )
 # Sandbox creation waits for this, so the SDK's first run_code never meets a closed port.
-READY_CMD = f"curl -sf -o /dev/null --max-time 5 http://127.0.0.1:{PORT}/health"
+# /ready answers once the default Python kernel has started and run a cell: create returns then, and a template memory
+# snapshot (taken right after) holds that warm kernel.
+READY_CMD = f"curl -sf -o /dev/null --max-time 5 http://127.0.0.1:{PORT}/ready"
+# Written by the build: what server code and commands the image holds (a change makes the next build refresh them).
+DIGEST_FILE = f"{SERVER_LIB}/.corral-source-digest"
 
 
 def build_code_interpreter_template(
@@ -43,8 +49,46 @@ def build_code_interpreter_template(
 ) -> TemplateInfo:
     """Build (or reuse) `code-interpreter-v1` from the `base` template (building that first if needed)."""
     base = build_base_template(settings, log=log)
-    return build_template(settings, TemplateStore(settings), TEMPLATE_ID,
+    store = TemplateStore(settings)
+    info = build_template(settings, store, TEMPLATE_ID,
                           lambda staging: _build_into(settings, base, staging, log), force=force, log=log)
+    if _installed_digest(info.rootfs) != server_digest():
+        # Built by an older Corral: only the server and its commands changed, so no pip/npm/apt rerun (minutes).
+        log(f"the interpreter server in {TEMPLATE_ID!r} is older than this Corral's: refreshing it")
+        info = build_template(settings, store, TEMPLATE_ID, lambda staging: _refresh_into(info, staging, log),
+                              force=True, log=log)
+    return info
+
+
+def server_digest() -> str:
+    """A digest of the interpreter server's source and the template's start/ready commands."""
+    src = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256(f"{START_CMD}\n{READY_CMD}\n".encode())
+    for f in [src / "__init__.py", *sorted((src / "interpreter").rglob("*"))]:
+        if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc":
+            h.update(str(f.relative_to(src)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def _installed_digest(rootfs: Path) -> str | None:
+    try:
+        return (rootfs / DIGEST_FILE.lstrip("/")).read_text().strip()
+    except OSError:
+        return None
+
+
+def _refresh_into(old: TemplateInfo, staging: Path, log: Callable[[str], None]) -> TemplateInfo:
+    """A copy of the installed image with the current server and commands (a new build: pools and snapshots renew)."""
+    rootfs = staging / "rootfs"
+    staging.mkdir(parents=True)
+    log(f"[1/2] copying the installed {TEMPLATE_ID!r} rootfs")
+    run_logged(["cp", "-a", "--reflink=auto", str(old.rootfs), str(rootfs)], log, what="copy rootfs")
+    log(f"[2/2] the interpreter server in {SERVER_LIB}, kernels check")
+    _install_server_checked(rootfs, log)
+    if mounts_under(staging):
+        raise RuntimeFailure(f"mounts leaked under {staging}: {mounts_under(staging)}")
+    return old.model_copy(update={"rootfs": rootfs, "start_cmd": START_CMD, "ready_cmd": READY_CMD,
+                                  "created_at": datetime.now(UTC)})
 
 
 def _build_into(settings: Settings, base: TemplateInfo, staging: Path, log: Callable[[str], None]) -> TemplateInfo:
@@ -109,15 +153,7 @@ def _build_into(settings: Settings, base: TemplateInfo, staging: Path, log: Call
     )
 
     log(f"[5/6] the interpreter server in {SERVER_LIB}, kernels check")
-    _install_server(rootfs)
-    chroot_run(
-        rootfs,
-        # Bytecode now: the server runs as the user, who cannot write __pycache__ under the root-owned /opt.
-        f"python3 -m compileall -q {SERVER_LIB}\n"
-        f"PYTHONPATH={SERVER_LIB} python3 -m corral.interpreter --list-kernels\n",
-        log,
-        what="kernel check",
-    )
+    _install_server_checked(rootfs, log)
 
     log("[6/6] cleaning caches")
     for p in ("tmp", "var/tmp"):
@@ -148,6 +184,20 @@ def _build_into(settings: Settings, base: TemplateInfo, staging: Path, log: Call
             size_bytes=size,
         ),
     )
+
+
+def _install_server_checked(rootfs: Path, log: Callable[[str], None]) -> None:
+    _install_server(rootfs)
+    chroot_run(
+        rootfs,
+        # Bytecode now: the server runs as the user, who cannot write __pycache__ under the root-owned /opt.
+        f"python3 -m compileall -q {SERVER_LIB}\n"
+        f"PYTHONPATH={SERVER_LIB} python3 -m corral.interpreter --list-kernels\n",
+        log,
+        what="kernel check",
+    )
+    # Last: a build that failed above never claims the current server.
+    (rootfs / DIGEST_FILE.lstrip("/")).write_text(server_digest() + "\n")
 
 
 def _install_server(rootfs: Path) -> None:

@@ -23,12 +23,16 @@ class FakeContext:
         self.language, self.kernel_name, self.cwd = language, kernel_name, cwd
         self.restarts = 0
         self.stopped = False
+        self.warmed = False
 
     def describe(self) -> dict[str, str]:
         return {"id": self.id, "language": self.language, "cwd": self.cwd}
 
     async def start(self) -> None:
         FakeContext.started.append(self)
+
+    async def warm_up(self) -> None:
+        self.warmed = True
 
     async def restart(self) -> None:
         self.restarts += 1
@@ -59,8 +63,30 @@ def _lines(r: Any) -> list[dict[str, Any]]:
 
 def test_health_and_warm_default_context(client: TestClient) -> None:
     assert client.get("/health").status_code == 200
+    assert client.get("/ready").json() == {"status": "ready"}  # the TestClient ran the lifespan's warm-up to its end
     contexts = client.get("/contexts").json()
     assert [c["language"] for c in contexts] == ["python"]  # started at server start
+    assert FakeContext.started[0].warmed
+
+
+def test_ready_waits_for_the_warm_up(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    gate = asyncio.Event()
+
+    class SlowStart(FakeContext):
+        async def start(self) -> None:
+            await gate.wait()
+
+    FakeContext.started = []
+    monkeypatch.setattr(server, "KernelContext", SlowStart)
+    with TestClient(server.make_app(str(tmp_path), installed={"python3"})) as c:
+        r = c.get("/ready")
+        assert r.status_code == 503 and r.json() == {"status": "starting"}
+        assert c.get("/health").status_code == 200  # the port answers meanwhile
+        c.portal.call(gate.set)
+        for _ in range(100):
+            if c.get("/ready").status_code == 200:
+                break
+        assert c.get("/ready").status_code == 200
 
 
 def test_execute_default_python_and_by_language(client: TestClient, tmp_path: Any) -> None:

@@ -24,7 +24,7 @@ from benchmarks.pause import bench_pause, bench_paused_density
 from benchmarks.peers import bench_llm_sandbox, bench_podman_runsc, bench_runsc_do
 from benchmarks.ports import bench_exposed_port
 from benchmarks.stats import Figure, ratio_table, ratios, table
-from corral.pool import pool_member_ids
+from corral.pool import POOL_DIR, pool_member_ids
 from tests.integration.corral_server import BASE_TEMPLATES, CorralServer
 
 ROOTFS = BASE_TEMPLATES / "base" / "rootfs"
@@ -36,10 +36,22 @@ def timed(fn) -> float:  # type: ignore[no-untyped-def]
     return (time.perf_counter() - t0) * 1000
 
 
-def wait_pool_full(data_dir: Path, size: int, timeout: float = 10.0) -> None:
-    """Steady state for latency samples: the warm pool has refilled (creates arriving slower than refills)."""
+def ready_members(data_dir: Path, tier: str) -> int:
+    """Warm pool members of `tier` that are up (a member's marker names its runtime; one still starting counts too)."""
+    count = 0
+    for sid in pool_member_ids(data_dir):
+        try:
+            meta = json.loads((data_dir / POOL_DIR / sid).read_text() or "{}")
+        except (OSError, ValueError):
+            continue
+        count += meta.get("runtime") == tier
+    return count
+
+
+def wait_pool_full(data_dir: Path, tier: str, size: int, timeout: float = 10.0) -> None:
+    """Steady state for latency samples: this tier's warm pool has refilled (creates slower than refills)."""
     deadline = time.monotonic() + timeout
-    while len(pool_member_ids(data_dir)) < size and time.monotonic() < deadline:
+    while ready_members(data_dir, tier) < size and time.monotonic() < deadline:
         time.sleep(0.02)
 
 
@@ -50,7 +62,7 @@ def bench_tier(tier: str, n: int, data_dir: Path, pool_size: int) -> list[Figure
     create_first: list[float] = []
     kill_ms: list[float] = []
     for _ in range(n):
-        wait_pool_full(data_dir, pool_size)
+        wait_pool_full(data_dir, tier, pool_size)
         t0 = time.perf_counter()
         sbx = Sandbox.create(metadata=meta)
         sbx.commands.run("true")

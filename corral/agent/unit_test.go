@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -102,5 +104,31 @@ func TestLsPermissions(t *testing.T) {
 		if got := lsPermissions(m); got != want {
 			t.Errorf("%v: %q, want %q", m, got, want)
 		}
+	}
+}
+
+func TestLookupUserSeesPasswdAndGroupChanges(t *testing.T) {
+	fakeEtc(t, "root:x:0:0:root:/root:/bin/bash\nann:x:1001:1001::/home/ann:/bin/bash\n", "ann:x:1001:\n")
+	u, err := lookupUser("ann")
+	if err != nil || u.Home != "/home/ann" || len(u.Groups) != 1 {
+		t.Fatalf("first lookup: %+v %v", u, err)
+	}
+	u.Groups[0] = 77 // callers' copies never reach the cache
+	if again, _ := lookupUser("ann"); again.Groups[0] != 1001 {
+		t.Fatalf("cached groups changed through a caller: %v", again.Groups)
+	}
+	passwd := "root:x:0:0:root:/root:/bin/bash\nann:x:1001:1001::/srv/ann:/bin/sh\n"
+	if err := os.WriteFile(filepath.Join(etcRoot, "passwd"), []byte(passwd), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(etcRoot, "group"), []byte("ann:x:1001:\ndocker:x:999:ann\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	u, err = lookupUser("ann")
+	if err != nil || u.Home != "/srv/ann" || len(u.Groups) != 2 {
+		t.Fatalf("after the change: %+v %v", u, err)
+	}
+	if _, err := lookupUser("nobody-here"); err == nil {
+		t.Fatal("unknown user found")
 	}
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from benchmarks.stats import Figure
 
@@ -11,12 +12,26 @@ def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
-def bench_interpreter(tier: str, n: int) -> list[Figure]:
+def wait_template_snapshot(data_dir: Path, template_id: str, timeout: float = 120.0) -> bool:
+    """Whether the template's memory snapshot is captured (the first create of a template starts the capture)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any((data_dir / "template-snapshots" / template_id).glob("*/complete")):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def bench_interpreter(tier: str, n: int, data_dir: Path) -> list[Figure]:
     """`n` fresh sandboxes of code-interpreter-v1: Sandbox.create(), the first run_code on it (what an agent waits
-    for after create), and create + first run_code together; then 3n trivial cells on one sandbox."""
+    for after create), and create + first run_code together; then 3n trivial cells on one sandbox. On gVisor the
+    samples start once the template's memory snapshot exists (the steady state; runc has none)."""
     from e2b_code_interpreter import Sandbox
 
     meta = {"corral.runtime": tier}
+    Sandbox.create(metadata=meta).kill()
+    if tier == "gvisor" and not wait_template_snapshot(data_dir, "code-interpreter-v1"):
+        raise RuntimeError("code-interpreter-v1: no template memory snapshot after 120 s")
     create_ms: list[float] = []
     first_ms: list[float] = []
     total_ms: list[float] = []

@@ -37,14 +37,14 @@ def timed(fn) -> float:  # type: ignore[no-untyped-def]
 
 
 def ready_members(data_dir: Path, tier: str) -> int:
-    """Warm pool members of `tier` that are up (a member's marker names its runtime; one still starting counts too)."""
+    """Warm pool members of `tier` waiting to be handed out (their markers name the runtime and say `ready`)."""
     count = 0
     for sid in pool_member_ids(data_dir):
         try:
             meta = json.loads((data_dir / POOL_DIR / sid).read_text() or "{}")
         except (OSError, ValueError):
             continue
-        count += meta.get("runtime") == tier
+        count += meta.get("runtime") == tier and bool(meta.get("ready"))
     return count
 
 
@@ -72,6 +72,10 @@ def bench_tier(tier: str, n: int, data_dir: Path, pool_size: int) -> list[Figure
     try:
         sbx.commands.run("true")
         rtt = [timed(lambda: sbx.commands.run("true")) for _ in range(n * 3)]
+        spaced = []
+        for _ in range(n * 3):
+            time.sleep(0.05)  # an agent's pace: the model thinks between commands (the warm shell is remade meanwhile)
+            spaced.append(timed(lambda: sbx.commands.run("true")))
         payload = os.urandom(1024 * 1024)
         files = [timed(lambda: (sbx.files.write("/tmp/bench.bin", payload), sbx.files.read("/tmp/bench.bin", format="bytes")))
                  for _ in range(n)]
@@ -80,7 +84,8 @@ def bench_tier(tier: str, n: int, data_dir: Path, pool_size: int) -> list[Figure
     warm = "warm pool" if pool_size else "no pool"
     return [
         Figure.of(f"{tier}: Sandbox.create() -> first commands.run('true') ({warm})", create_first),
-        Figure.of(f"{tier}: commands.run('true') round trip", rtt),
+        Figure.of(f"{tier}: commands.run('true') round trip, back to back", rtt),
+        Figure.of(f"{tier}: commands.run('true') round trip, 50 ms apart", spaced),
         Figure.of(f"{tier}: 1 MiB files.write + files.read", files),
         Figure.of(f"{tier}: kill()", kill_ms),
     ]
@@ -155,7 +160,7 @@ def main() -> None:
             if args.port_s:
                 figures += bench_exposed_port(tier, args.port_s, args.port_clients)
             if args.interpreter:
-                figures += bench_interpreter(tier, args.n)
+                figures += bench_interpreter(tier, args.n, server.data_dir)
         gvisor = "gvisor" in args.tiers.split(",")
         if gvisor:
             figures.append(bench_concurrent_creates("gvisor", args.concurrency, max(1, args.n // args.concurrency)))

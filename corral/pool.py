@@ -283,6 +283,7 @@ class WarmPool:
                 log.exception("warm pool %s/%s: preparing %s failed", *key, sandbox_id)
                 return
         pool.ready.append(handle)
+        self._mark(sandbox_id, key, build, ready=True)
         log.info("warm pool %s/%s: +%s in %.2fs (%d ready)", *key, sandbox_id, time.monotonic() - started,
                  len(pool.ready))
 
@@ -312,9 +313,11 @@ class WarmPool:
 
     # ---- markers ----
 
-    def _mark(self, sandbox_id: str, key: PoolKey, build: str) -> None:
+    def _mark(self, sandbox_id: str, key: PoolKey, build: str, ready: bool = False) -> None:
+        """The marker says what a member is (the sweep and leak checks read it) and, once it waits, `ready`."""
         self.marker_dir.mkdir(parents=True, exist_ok=True)
-        (self.marker_dir / sandbox_id).write_text(json.dumps({"template": key[0], "runtime": key[1], "build": build}))
+        (self.marker_dir / sandbox_id).write_text(
+            json.dumps({"template": key[0], "runtime": key[1], "build": build, "ready": ready}))
 
     def _unmark(self, sandbox_id: str) -> None:
         (self.marker_dir / sandbox_id).unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from server_fakes import FakeRuntime, FakeTemplates, settle
 
 from corral.config import Settings
 from corral.db import Database
-from corral.pool import pool_member_ids
+from corral.pool import POOL_DIR, pool_member_ids
 from corral.sandboxes import CreateRequest, SandboxManager
 from corral.server.keys import ensure_team
 
@@ -57,6 +58,8 @@ async def test_prewarms_hands_out_and_refills(pooled: SandboxManager, runtimes: 
     warm = ready(pooled)
     assert not runtimes["gvisor"].init_bodies  # a pool member is never /init'ed before it is handed out
     assert pool_member_ids(pool_settings.data_dir) == set(warm)
+    markers = [json.loads((pool_settings.data_dir / POOL_DIR / sid).read_text()) for sid in warm]
+    assert all(m["ready"] and m["runtime"] == "gvisor" and m["template"] == "base" for m in markers)
     sid = await create(pooled, env_vars={"FOO": "bar"}, secure=True)
     assert sid == warm[0] and sid not in ready(pooled)
     assert sid not in pool_member_ids(pool_settings.data_dir)

@@ -4,14 +4,13 @@ Both servers run at once and creates alternate between them, so load from elsewh
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from benchmarks.stats import Figure
-from tests.integration.corral_server import CorralServer
+from tests.integration.corral_server import CorralServer, teardown_server
 
 VARIANTS = (("networked", "true"), ("no network", "false"))
 
@@ -38,10 +37,9 @@ def bench_network(tiers: list[str], n: int) -> list[Figure]:
         for label, enabled in VARIANTS:
             server = CorralServer(data_dir=Path(tempfile.mkdtemp(prefix="corral-bench-net-")),
                                   env={"CORRAL_NET_ENABLED": enabled})
-            stack.callback(shutil.rmtree, server.data_dir, True)
+            stack.callback(teardown_server, server, 0)
             server.prepare()
             server.start(("--pool-size", "0"))
-            stack.callback(server.stop)
             servers[label] = (server, server.create_key("bench"))
         for tier in tiers:
             samples: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in VARIANTS}

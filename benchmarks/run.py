@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from benchmarks.peers import bench_llm_sandbox, bench_podman_runsc, bench_runsc_
 from benchmarks.ports import bench_exposed_port
 from benchmarks.stats import Figure, ratio_table, ratios, table
 from corral.pool import POOL_DIR, pool_member_ids
-from tests.integration.corral_server import BASE_TEMPLATES, CorralServer
+from tests.integration.corral_server import BASE_TEMPLATES, CorralServer, teardown_server
 
 ROOTFS = BASE_TEMPLATES / "base" / "rootfs"
 
@@ -168,8 +167,7 @@ def main() -> None:
             if args.density:
                 figures += bench_density("gvisor", args.density, server.data_dir)
     finally:
-        server.stop()
-        shutil.rmtree(server.data_dir, ignore_errors=True)
+        teardown_server(server, log_lines=0)  # also what a stop leaves by design: the data dir's shared bind
     if args.network:
         figures += bench_network(args.tiers.split(","), args.n)
     peers, skipped = bench_peers([p for p in args.peers.split(",") if p], args.n, ROOTFS)

@@ -174,9 +174,10 @@ def destroy_remaining(server: CorralServer) -> None:
 
 
 def teardown_server(server: CorralServer, log_lines: int = 200) -> None:
-    """Stop a test server, print its log tail, destroy what it left, remove its data dir."""
+    """Stop a test server, print its log tail (log_lines=0: none), destroy what it left, remove its data dir."""
     server.stop()
-    print(server.log_tail(log_lines))
+    if log_lines:
+        print(server.log_tail(log_lines))
     destroy_remaining(server)
     shutil.rmtree(server.data_dir, ignore_errors=True)
 

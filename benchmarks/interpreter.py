@@ -6,6 +6,9 @@ import time
 from pathlib import Path
 
 from benchmarks.stats import Figure
+from benchmarks.steady import wait_pool_full
+
+TEMPLATE = "code-interpreter-v1"
 
 
 def _ms(t0: float) -> float:
@@ -22,20 +25,24 @@ def wait_template_snapshot(data_dir: Path, template_id: str, timeout: float = 12
     return False
 
 
-def bench_interpreter(tier: str, n: int, data_dir: Path) -> list[Figure]:
+def bench_interpreter(tier: str, n: int, data_dir: Path, pool_size: int) -> list[Figure]:
     """`n` fresh sandboxes of code-interpreter-v1: Sandbox.create(), the first run_code on it (what an agent waits
     for after create), and create + first run_code together; then 3n trivial cells on one sandbox. On gVisor the
-    samples start once the template's memory snapshot exists (the steady state; runc has none)."""
+    samples start once the template's memory snapshot exists, each once the template's warm pool (restores of that
+    snapshot) has refilled: the steady state, as for the base figures. runc has neither: its creates are cold."""
     from e2b_code_interpreter import Sandbox
 
     meta = {"corral.runtime": tier}
     Sandbox.create(metadata=meta).kill()
-    if tier == "gvisor" and not wait_template_snapshot(data_dir, "code-interpreter-v1"):
-        raise RuntimeError("code-interpreter-v1: no template memory snapshot after 120 s")
+    snapshots = tier == "gvisor"
+    if snapshots and not wait_template_snapshot(data_dir, TEMPLATE):
+        raise RuntimeError(f"{TEMPLATE}: no template memory snapshot after 120 s")
     create_ms: list[float] = []
     first_ms: list[float] = []
     total_ms: list[float] = []
     for _ in range(n):
+        if snapshots and pool_size:
+            wait_pool_full(data_dir, tier, pool_size, timeout=30, template=TEMPLATE)
         t0 = time.perf_counter()
         sbx = Sandbox.create(metadata=meta)
         created = _ms(t0)

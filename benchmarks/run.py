@@ -23,7 +23,7 @@ from benchmarks.pause import bench_pause, bench_paused_density
 from benchmarks.peers import bench_llm_sandbox, bench_podman_runsc, bench_runsc_do
 from benchmarks.ports import bench_exposed_port
 from benchmarks.stats import Figure, ratio_table, ratios, table
-from corral.pool import POOL_DIR, pool_member_ids
+from benchmarks.steady import wait_pool_full
 from tests.integration.corral_server import BASE_TEMPLATES, CorralServer, teardown_server
 
 ROOTFS = BASE_TEMPLATES / "base" / "rootfs"
@@ -33,25 +33,6 @@ def timed(fn) -> float:  # type: ignore[no-untyped-def]
     t0 = time.perf_counter()
     fn()
     return (time.perf_counter() - t0) * 1000
-
-
-def ready_members(data_dir: Path, tier: str) -> int:
-    """Warm pool members of `tier` waiting to be handed out (their markers name the runtime and say `ready`)."""
-    count = 0
-    for sid in pool_member_ids(data_dir):
-        try:
-            meta = json.loads((data_dir / POOL_DIR / sid).read_text() or "{}")
-        except (OSError, ValueError):
-            continue
-        count += meta.get("runtime") == tier and bool(meta.get("ready"))
-    return count
-
-
-def wait_pool_full(data_dir: Path, tier: str, size: int, timeout: float = 10.0) -> None:
-    """Steady state for latency samples: this tier's warm pool has refilled (creates slower than refills)."""
-    deadline = time.monotonic() + timeout
-    while ready_members(data_dir, tier) < size and time.monotonic() < deadline:
-        time.sleep(0.02)
 
 
 def bench_tier(tier: str, n: int, data_dir: Path, pool_size: int) -> list[Figure]:
@@ -159,7 +140,7 @@ def main() -> None:
             if args.port_s:
                 figures += bench_exposed_port(tier, args.port_s, args.port_clients)
             if args.interpreter:
-                figures += bench_interpreter(tier, args.n, server.data_dir)
+                figures += bench_interpreter(tier, args.n, server.data_dir, args.pool_size)
         gvisor = "gvisor" in args.tiers.split(",")
         if gvisor:
             figures.append(bench_concurrent_creates("gvisor", args.concurrency, max(1, args.n // args.concurrency)))

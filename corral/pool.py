@@ -1,4 +1,4 @@
-"""Warm pools: sandboxes started ahead per (template, runtime), never /init'ed, handed out whole on create."""
+"""Warm pools: sandboxes started ahead per (template, runtime), handed out whole on create; no user code ever ran in one."""
 
 from __future__ import annotations
 
@@ -83,7 +83,8 @@ class WarmPool:
     """Keeps `pool_size`..`pool_max` started sandboxes per (template, runtime) in demand; one refill at a time.
 
     A member is only ever reachable by the manager (no route, no DB row) until `take()` hands it out, so it has never
-    run a user command nor been /init'ed. Members are destroyed when their template's build changes, when their key
+    run a user command nor been /init'ed (a restore of a template memory snapshot holds the start command that ran,
+    with the template's defaults only, when it was captured). Members are destroyed when their template's build changes, when their key
     goes idle, and at server stop (a restart sweeps any left by a crash: they have no DB row).
     """
 
@@ -104,6 +105,12 @@ class WarmPool:
         # and when a member is destroyed unclaimed.
         self.on_ready: Callable[[RuntimeHandle], Awaitable[None]] | None = None
         self.on_gone: Callable[[str], None] | None = None
+        # A template with a start command (the code interpreter's Jupyter server) gets members only as restores of
+        # its template memory snapshot (`restore_spec` gives that spec, or None while there is none): the start
+        # command runs in them already, as in every sandbox restored from it. A cold member would still have to run
+        # it on the create path, slower than restoring the snapshot there.
+        self.restore_spec: Callable[[Any, str, str], SandboxSpec | None] | None = None
+        self._started: set[str] = set()  # members whose start command runs already
 
     # ---- the request path ----
 
@@ -116,12 +123,16 @@ class WarmPool:
         return self._pop(pool)
 
     async def claim(self, template: PoolTemplate, runtime_name: str) -> RuntimeHandle | None:
-        """take(), or on a miss wait for the refill already running for this key (it ends sooner than a cold create
-        would, and costs no second `runsc run` on a busy machine); None when that refill fails or is taken."""
+        """take(), or on a miss wait_refill()."""
         handle = self.take(template, runtime_name)
+        return handle if handle is not None else await self.wait_refill(template, runtime_name)
+
+    async def wait_refill(self, template: PoolTemplate, runtime_name: str) -> RuntimeHandle | None:
+        """After a miss: wait for the refill already running for this key (it ends sooner than a cold create would,
+        and costs no second `runsc run` on a busy machine); None when there is none, or it fails or is taken."""
         pool = self.pools.get((template.id, runtime_name))
-        if handle is not None or pool is None or pool.refilling is None or pool.waiting:
-            return handle
+        if pool is None or pool.refilling is None or pool.waiting:
+            return None
         pool.waiting = True
         try:
             with contextlib.suppress(TimeoutError):
@@ -130,6 +141,13 @@ class WarmPool:
             pool.waiting = False
         # Whatever happened meanwhile (cancelled waiter, rebuild), an unclaimed member simply stays in the pool.
         return self._pop(pool) if pool.ready and pool.build == build_id(template) else None
+
+    def started_ahead(self, sandbox_id: str) -> bool:
+        """Whether a member just handed out runs its template's start command already (the create only /inits it)."""
+        if sandbox_id in self._started:
+            self._started.discard(sandbox_id)
+            return True
+        return False
 
     def _pop(self, pool: _Pool) -> RuntimeHandle:
         handle = pool.ready.popleft()
@@ -255,10 +273,16 @@ class WarmPool:
         template = self.templates.get(key[0])
         build = build_id(template)
         sandbox_id = new_sandbox_id()
+        spec = None
+        if getattr(template, "start_cmd", None):
+            spec = self.restore_spec(template, key[1], sandbox_id) if self.restore_spec else None
+            if spec is None:
+                pool.failed_until = self.clock() + self.refill_backoff_s  # look again later: it may be captured
+                return
         self._mark(sandbox_id, key, build)
         started = time.monotonic()
         try:
-            handle = await self.runtimes[key[1]].create(spec_for(self.settings, template, sandbox_id))
+            handle = await self.runtimes[key[1]].create(spec or spec_for(self.settings, template, sandbox_id))
         except asyncio.CancelledError:
             self._unmark(sandbox_id)  # create() rolled itself back
             raise
@@ -282,10 +306,12 @@ class WarmPool:
                 pool.failed_until = self.clock() + self.refill_backoff_s
                 log.exception("warm pool %s/%s: preparing %s failed", *key, sandbox_id)
                 return
+        if spec is not None:
+            self._started.add(sandbox_id)
         pool.ready.append(handle)
         self._mark(sandbox_id, key, build, ready=True)
-        log.info("warm pool %s/%s: +%s in %.2fs (%d ready)", *key, sandbox_id, time.monotonic() - started,
-                 len(pool.ready))
+        log.info("warm pool %s/%s: +%s in %.2fs%s (%d ready)", *key, sandbox_id, time.monotonic() - started,
+                 ", restored from the template snapshot" if spec is not None else "", len(pool.ready))
 
     def _drain(self, key: PoolKey, why: str) -> None:
         pool = self.pools.get(key)
@@ -304,6 +330,7 @@ class WarmPool:
                 log.exception("warm pool: destroying %s failed", sandbox_id)
             finally:
                 self._unmark(sandbox_id)
+                self._started.discard(sandbox_id)
                 if self.on_gone is not None:
                     self.on_gone(sandbox_id)
 

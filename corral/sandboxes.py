@@ -21,7 +21,7 @@ from corral.ids import new_access_token, new_sandbox_id
 from corral.net.policy import EgressPolicy
 from corral.pool import PoolTemplate, WarmPool, spec_for
 from corral.quotas import QuotaKeeper
-from corral.runtime.base import Runtime, RuntimeHandle, VolumeBind
+from corral.runtime.base import Runtime, RuntimeHandle, SandboxSpec, VolumeBind
 from corral.server.agent_calls import init_agent, start_command, wait_ready
 from corral.server.route import Route
 from corral.tenancy import get_quota, owned
@@ -106,6 +106,8 @@ class SandboxManager:
             net = network
             self.pool.on_ready = lambda h: net.apply(h.sandbox_id, h.sandbox_dir, EgressPolicy())
             self.pool.on_gone = net.forget
+        if self.pool is not None:
+            self.pool.restore_spec = self._pool_restore_spec
         self.quotas = QuotaKeeper(lambda team_id: get_quota(self.db, settings, team_id))
         self._routes: dict[str, Route] = {}
         self.watchdog = Watchdog(self, settings.watchdog_interval_s)
@@ -173,9 +175,19 @@ class SandboxManager:
         self.quotas.commit(reservation, record.id)
         return record
 
+    def _pool_restore_spec(self, template: TemplateLike, runtime_name: str, sandbox_id: str) -> SandboxSpec | None:
+        """A pool member of a template with a memory snapshot is a restore of it (its start command runs already)."""
+        snap = self.template_snapshots.ready(template, runtime_name)
+        if snap is None:
+            return None
+        return replace(spec_for(self.settings, template, sandbox_id), template_rootfs=Path(snap.lowerdir),
+                       restore_from=self.template_snapshots.restore_dir(template))
+
     async def _create_reserved(self, req: CreateRequest, template: TemplateLike, runtime_name: str) -> SandboxRecord:
         # Pool members and template memory snapshots were started without the request's volume mounts.
-        warm_image = None if req.volumes else self.template_snapshots.ready(template, runtime_name)
+        use_pool = self.pool is not None and not req.volumes
+        warm = self.pool.take(template, runtime_name) if self.pool is not None and use_pool else None
+        warm_image = None if req.volumes or warm is not None else self.template_snapshots.ready(template, runtime_name)
         if warm_image is not None:
             # Its start command already runs in the image: restored, not booted (corral/template_snapshots.py).
             try:
@@ -183,8 +195,8 @@ class SandboxManager:
             except RuntimeFailure as e:
                 log.warning("template %s: its memory snapshot did not restore (%s); booting cold", template.id, e)
                 self.template_snapshots.discard(template)
-        warm = (await self.pool.claim(template, runtime_name)
-                if self.pool is not None and not req.volumes else None)
+        if warm is None and self.pool is not None and use_pool:
+            warm = await self.pool.wait_refill(template, runtime_name)
         if warm is not None:
             try:
                 return await self._create(req, template, runtime_name, warm)
@@ -200,6 +212,7 @@ class SandboxManager:
         envd_token = new_access_token() if req.secure else None
         traffic_token = new_access_token() if req.require_traffic_token else None
         spec = replace(spec_for(self.settings, template, sandbox_id), volumes=req.volumes)
+        started_ahead = warm is not None and self.pool is not None and self.pool.started_ahead(warm.sandbox_id)
         started = time.monotonic()
         try:
             try:
@@ -207,7 +220,7 @@ class SandboxManager:
                     handle = warm if warm is not None else await runtime.create(spec)
                     if self.network is not None and (warm is None or req.egress != EgressPolicy()):
                         await self.network.apply(sandbox_id, handle.sandbox_dir, req.egress)
-                    await self.boot(handle.socket_path, template, req.env_vars, envd_token)
+                    await self.boot(handle.socket_path, template, req.env_vars, envd_token, start=not started_ahead)
             except TimeoutError as e:
                 raise RuntimeFailure(f"sandbox did not start within {self.create_timeout_s:g}s") from e
             now = utcnow()
@@ -238,8 +251,9 @@ class SandboxManager:
         return record
 
     async def boot(self, socket_path: Path, template: TemplateLike, env_vars: dict[str, str],
-                    envd_token: str | None) -> None:
-        """/init the agent, then run the template's start command and wait for its ready command."""
+                    envd_token: str | None, *, start: bool = True) -> None:
+        """/init the agent, then (unless it runs already: `start=False`) the template's start command, and wait for
+        its ready command."""
         user = template.user or DEFAULT_USER
         init_body: dict[str, Any] = {
             "envVars": dict(env_vars), "defaultUser": user,
@@ -247,7 +261,7 @@ class SandboxManager:
         if envd_token:
             init_body["accessToken"] = envd_token
         await self._agent_init(socket_path, init_body)
-        if template.start_cmd:
+        if template.start_cmd and start:
             # E.g. the code interpreter's Jupyter server: it must run before the SDK's first call.
             await start_command(socket_path, template.start_cmd, user=user, cwd=template.workdir,
                                 access_token=envd_token)

@@ -12,7 +12,7 @@ from server_fakes import FakeRuntime, FakeTemplates, settle
 
 from corral.config import Settings
 from corral.db import Database
-from corral.pool import POOL_DIR, pool_member_ids
+from corral.pool import POOL_DIR, pool_member_ids, spec_for
 from corral.sandboxes import CreateRequest, SandboxManager
 from corral.server.keys import ensure_team
 
@@ -263,3 +263,43 @@ async def test_close_while_a_member_is_being_prepared_destroys_it(
     assert preparing in runtimes["gvisor"].destroyed
     assert preparing not in runtimes["gvisor"].alive
     assert pool_member_ids(pool_settings.data_dir) == set()
+
+
+async def test_members_of_a_template_with_a_start_command_are_restores_of_its_snapshot(
+        pool_settings: Settings, runtimes: dict[str, FakeRuntime], db: Database) -> None:
+    """Such members come from the template's memory snapshot (its start command runs in them already): the create
+    only /inits them with the request's env vars and token. While there is no snapshot, there are no members."""
+    from server_fakes import FakeTemplate
+
+    templates = FakeTemplates(FakeTemplate(id="base"), FakeTemplate(id="ci", start_cmd="serve", ready_cmd="check"))
+    rt = runtimes["gvisor"]
+    rt.ready_exit_codes = [0] * 50
+    mgr = SandboxManager(pool_settings, runtimes, templates, db=db, warm_pool=True)  # type: ignore[arg-type]
+    assert mgr.pool is not None
+    mgr.pool.check_interval_s = 0.05
+    mgr.pool.refill_backoff_s = 0.05
+    snapshot_ready = False
+
+    def restore_spec(template: object, runtime_name: str, sandbox_id: str) -> object:
+        # The fake runtime cannot restore: a spec marked like a restore stands for one.
+        return spec_for(pool_settings, template, sandbox_id) if snapshot_ready else None  # type: ignore[arg-type]
+
+    mgr.pool.restore_spec = restore_spec  # type: ignore[assignment]
+    await mgr.start()
+    try:
+        team = ensure_team(mgr.db, "t1")
+        cold = (await mgr.create(CreateRequest(team_id=team, template="ci", timeout_s=300))).id  # demand: a pool
+        assert [body["process"]["args"] for body, _ in rt.started[cold]] == [["-l", "-c", "serve"], ["-c", "check"]]
+        await asyncio.sleep(0.3)
+        assert ready(mgr, "ci") == []  # no snapshot: a cold member would run the start command on the create path
+        snapshot_ready = True
+        await until(lambda: len(ready(mgr, "ci")) == 2)
+        member = ready(mgr, "ci")[0]
+        assert member not in rt.started and member not in rt.init_bodies
+        sid = (await mgr.create(CreateRequest(team_id=team, template="ci", timeout_s=300, env_vars={"A": "1"},
+                                              secure=True))).id
+        assert sid == member
+        assert sid not in rt.started  # the start command was not run again
+        assert rt.init_bodies[sid]["envVars"] == {"A": "1"} and rt.init_bodies[sid]["accessToken"]
+    finally:
+        await mgr.close(drain_s=5)

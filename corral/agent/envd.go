@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"log"
 	"net/http"
 	"os"
 	"runtime"
@@ -62,6 +63,9 @@ func (a *agent) handleInit(w http.ResponseWriter, r *http.Request) {
 		a.defaultWorkdir = *req.DefaultWorkdir
 	}
 	a.mu.Unlock()
+	if err := a.publishEnv(); err != nil {
+		log.Printf("corral-agent: publishing env vars to %s: %v", a.envFile, err)
+	}
 	if envChanged {
 		// The warm shell inherited the old env vars. A new default user needs
 		// nothing here: a claim checks the shell's user, and the next refill

@@ -21,6 +21,7 @@ import (
 type agent struct {
 	mu             sync.RWMutex
 	envVars        map[string]string // from /init, applied to later commands
+	envFile        string            // where /init's env vars are published for processes started before it ("" off)
 	accessToken    string            // from /init; when set, requests must carry it
 	defaultUser    string
 	defaultWorkdir string
@@ -98,6 +99,7 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	listenSpec := fs.String("listen", "unix:/run/corral/agent.sock", "unix:/path or tcp:host:port")
 	warm := fs.Bool("warm-shell", true, "keep a login shell started ahead for the default user (warmshell.go)")
+	envFile := fs.String("env-file", defaultEnvFile, "publish /init's env vars here, readable by the default user (\"\": off)")
 	outputBuffer := fs.Int("output-buffer", defaultOutputBuffer, "bytes of one command's output held for a slow reader")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -105,6 +107,7 @@ func serve(args []string) error {
 	setOutputBuffer(*outputBuffer)
 	a := newAgent()
 	a.warm.enabled = *warm
+	a.envFile = *envFile
 	l := &endpoint{spec: *listenSpec, handler: a.handler()}
 	if err := l.open(); err != nil {
 		return err

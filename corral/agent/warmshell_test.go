@@ -1,8 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -147,5 +150,34 @@ func TestInitKeepsTheWarmShellUnlessEnvVarsChange(t *testing.T) {
 		if got := shellPid(); got != second {
 			t.Fatalf("the same env var again replaced the shell: %d -> %d", second, got)
 		}
+	}
+}
+
+func TestInitPublishesEnvVarsForTheDefaultUser(t *testing.T) {
+	a, srv := testAgent(t)
+	a.envFile = filepath.Join(t.TempDir(), "init", "envs.json")
+	resp, err := http.Post(srv.URL+"/init", "application/json",
+		strings.NewReader(`{"envVars": {"GREETING": "hi there", "EMPTY": ""}, "defaultUser": "root"}`))
+	if err != nil || resp.StatusCode != 204 {
+		t.Fatalf("init: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	raw, err := os.ReadFile(a.envFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]string
+	if err := json.Unmarshal(raw, &got); err != nil || got["GREETING"] != "hi there" || got["EMPTY"] != "" || len(got) != 2 {
+		t.Fatalf("published %s (%v)", raw, err)
+	}
+	st, _ := os.Stat(a.envFile)
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+	if dst, _ := os.Stat(filepath.Dir(a.envFile)); dst.Mode().Perm() != 0o755 {
+		t.Errorf("dir mode %v, want 0755", dst.Mode().Perm())
+	}
+	if leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(a.envFile), ".envs-*")); len(leftovers) != 0 {
+		t.Errorf("temp files left: %v", leftovers)
 	}
 }

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from corral.interpreter import events, languages
+from corral.interpreter import events, global_env, languages
 
 log = logging.getLogger("corral.interpreter")
 
@@ -51,6 +51,8 @@ class KernelContext:
         self._aborts: set[asyncio.Task[None]] = set()  # strong refs: the loop keeps only weak ones
         self._aborted = False  # the last cell's execute_reply said "abort(ed)": it never ran
         self._inflight: str | None = None  # msg_id of the request the kernel is running for us, if any
+        self._env_version: global_env.Version | None = None  # of the sandbox env vars applied in this kernel
+        self._env: dict[str, str] = {}
 
     def describe(self) -> dict[str, str]:
         return {"id": self.id, "language": self.language, "cwd": self.cwd}
@@ -85,6 +87,7 @@ class KernelContext:
             await self._restart_locked()
 
     async def _restart_locked(self) -> None:
+        self._env_version, self._env = None, {}  # a new kernel process: the sandbox env vars again
         await self._km.restart_kernel(now=True)
         await self._connect()
 
@@ -113,6 +116,7 @@ class KernelContext:
                 await self._restart_locked()
                 yield events.stream_event("stderr", f"[the {self.language} kernel had died (exit code {code_}) "
                                           "and was restarted: its state was lost]\n")  # fmt: skip
+            await self._apply_sandbox_env()
             snippets = languages.env_snippets(self.language, env_vars) if env_vars else None
             if snippets:
                 restore = snippets[1]
@@ -154,6 +158,18 @@ class KernelContext:
             self._inflight = None
             self._lock.release()
             self._aborts.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    async def _apply_sandbox_env(self) -> None:
+        """The sandbox's env vars (global_env) that changed since this kernel last got them; they stay set."""
+        changed = global_env.read_if_changed(self._env_version)
+        if changed is None:
+            return
+        version, env = changed
+        new = {k: v for k, v in env.items() if self._env.get(k) != v}
+        snippets = languages.env_snippets(self.language, new) if new else None
+        if snippets:
+            await self._run_silent(snippets[0])
+        self._env_version, self._env = version, env
 
     async def _run_silent(self, code: str) -> None:
         self._inflight = self._kc.execute(code, silent=True, store_history=False, allow_stdin=False)

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 CONTEXT_MOUNT = "/.corral-build"   # the step's files (COPY), read-only
 # Paths the sandbox machinery creates in every upper: never part of a layer.
-SCRATCH = [".corral", "run/corral", CONTEXT_MOUNT.lstrip("/")]
+SCRATCH = [".corral", "run/corral", "run/corral-init", CONTEXT_MOUNT.lstrip("/")]
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 
 
@@ -127,7 +127,7 @@ async def copy_out(upper: Path, dest: Path) -> None:
             await run_cmd("rm", "-rf", "--one-file-system", str(p))
     run_dir = upper / "run"
     if run_dir.is_dir() and not any(run_dir.iterdir()):
-        run_dir.rmdir()       # only there as the parent of run/corral
+        run_dir.rmdir()       # only there as the parent of run/corral and run/corral-init
     rc, out = await run_cmd("cp", "-a", "--no-target-directory", str(upper), str(dest), timeout=600)
     if rc != 0:
         raise RuntimeFailure(f"copying the step's layer out failed: {out[-500:]}")

@@ -30,6 +30,7 @@ class HostInterpreter:
     url: str
     languages: set[str]
     log: Path
+    env_file: Path  # where the server reads the sandbox's env vars (the agent writes them in a sandbox)
 
 
 def _venv() -> Path:
@@ -78,7 +79,9 @@ def host_interpreter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostI
     port = free_port()
     cwd = tmp_path_factory.mktemp("interp-cwd")
     log = cwd.parent / "interpreter.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}"}
+    env_file = cwd.parent / "envs.json"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{venv / 'bin'}:{os.environ.get('PATH', '')}",
+           "CORRAL_ENV_FILE": str(env_file)}
     kernels = subprocess.run([str(venv / "bin" / "python"), "-m", "corral.interpreter", "--list-kernels"],
                              capture_output=True, text=True, env=env, check=True).stdout  # fmt: skip
     languages = set(kernels.rsplit("languages:", 1)[1].split("(")[0].replace(",", " ").split())
@@ -99,7 +102,7 @@ def host_interpreter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostI
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"interpreter server did not start:\n{log.read_text()[-2000:]}")
             time.sleep(0.05)
-        yield HostInterpreter(url=url, languages=languages, log=log)
+        yield HostInterpreter(url=url, languages=languages, log=log, env_file=env_file)
     finally:
         stop_process(proc, timeout=10)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -208,3 +209,25 @@ def test_timeout_restores_per_execution_env_vars(sbx: Sandbox) -> None:
     with pytest.raises(TimeoutException):
         sbx.run_code("import time; time.sleep(120)", context=ctx, envs={"CORRAL_T": "x"}, timeout=1)
     assert sbx.run_code("import os; os.environ.get('CORRAL_T')", context=ctx, timeout=30).text is None
+
+
+def test_sandbox_env_vars_published_after_the_kernel_started(sbx: Sandbox, host_interpreter: HostInterpreter) -> None:
+    """What the agent publishes at /init reaches kernels that started before it, changes included, before the
+    next cell; a per-execution env var still wins for its cell and the sandbox value comes back after it."""
+    def publish(env: dict[str, str]) -> None:
+        tmp = host_interpreter.env_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(env))
+        tmp.replace(host_interpreter.env_file)  # as the agent does: a rename, so a new inode
+
+    try:
+        assert sbx.run_code("import os; os.environ.get('CORRAL_G')").text is None
+        publish({"CORRAL_G": "one", "bad-name": "x"})
+        assert sbx.run_code("os.environ.get('CORRAL_G')").text == "'one'"
+        publish({"CORRAL_G": "two"})
+        assert sbx.run_code("os.environ.get('CORRAL_G')").text == "'two'"
+        assert sbx.run_code("os.environ.get('CORRAL_G')", envs={"CORRAL_G": "cell"}).text == "'cell'"
+        assert sbx.run_code("os.environ.get('CORRAL_G')").text == "'two'"
+        if "bash" in host_interpreter.languages:
+            assert sbx.run_code("echo $CORRAL_G", language="bash").logs.stdout == ["two\n"]
+    finally:
+        host_interpreter.env_file.unlink(missing_ok=True)

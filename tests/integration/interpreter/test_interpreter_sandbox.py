@@ -73,6 +73,22 @@ def test_run_code_right_after_create(sbx: Sandbox) -> None:
     assert sbx.run_code("1 + 1").text == "2"
 
 
+def test_create_envs_reach_the_kernels(e2b: CorralServer, tier: str) -> None:
+    """`Sandbox.create(envs=...)` is seen by run_code on every path: a cold start, a restore of the template's memory
+    snapshot and a warm pool member (whose kernel started before this create), and by a context made later."""
+    require_host()
+    if not (BASE_TEMPLATES / TEMPLATE / "rootfs" / "opt" / "corral").exists():
+        pytest.skip(f"template {TEMPLATE} not built (run: corral template build {TEMPLATE})")
+    for n in range(3):  # the first create may be cold; later ones restore the snapshot or come from the pool
+        s = Sandbox.create(metadata={RUNTIME_METADATA_KEY: tier}, envs={"CORRAL_CREATE_ENV": f"v{n}"})
+        try:
+            assert s.run_code("import os; os.environ.get('CORRAL_CREATE_ENV')").text == f"'v{n}'"
+            sh = s.create_code_context(language="bash")
+            assert s.run_code("echo $CORRAL_CREATE_ENV", context=sh).logs.stdout == [f"v{n}\n"]
+        finally:
+            s.kill()
+
+
 def test_timeout_interrupts_and_the_context_survives(sbx: Sandbox) -> None:
     sbx.run_code("y = 1")
     with pytest.raises(Exception, match="timed out"):

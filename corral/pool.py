@@ -84,8 +84,8 @@ class WarmPool:
 
     A member is only ever reachable by the manager (no route, no DB row) until `take()` hands it out, so it has never
     run a user command nor been /init'ed (a restore of a template memory snapshot holds the start command that ran,
-    with the template's defaults only, when it was captured). Members are destroyed when their template's build changes, when their key
-    goes idle, and at server stop (a restart sweeps any left by a crash: they have no DB row).
+    with the template's defaults only, when it was captured). Members are destroyed when their template's build
+    changes, when their key goes idle, and at server stop (a restart sweeps any left by a crash: no DB row).
     """
 
     def __init__(self, settings: Settings, runtimes: dict[str, Runtime], templates: Any,
@@ -121,11 +121,6 @@ class WarmPool:
         if pool is None or not pool.ready:
             return None
         return self._pop(pool)
-
-    async def claim(self, template: PoolTemplate, runtime_name: str) -> RuntimeHandle | None:
-        """take(), or on a miss wait_refill()."""
-        handle = self.take(template, runtime_name)
-        return handle if handle is not None else await self.wait_refill(template, runtime_name)
 
     async def wait_refill(self, template: PoolTemplate, runtime_name: str) -> RuntimeHandle | None:
         """After a miss: wait for the refill already running for this key (it ends sooner than a cold create would,
@@ -267,7 +262,7 @@ class WarmPool:
             await self._add_member(key, pool)
         finally:
             pool.refilling = None
-            done.set_result(None)  # a create waiting in claim() looks at pool.ready now
+            done.set_result(None)  # a create waiting in wait_refill() looks at pool.ready now
 
     async def _add_member(self, key: PoolKey, pool: _Pool) -> None:
         template = self.templates.get(key[0])

@@ -185,8 +185,8 @@ class SandboxManager:
 
     async def _create_reserved(self, req: CreateRequest, template: TemplateLike, runtime_name: str) -> SandboxRecord:
         # Pool members and template memory snapshots were started without the request's volume mounts.
-        use_pool = self.pool is not None and not req.volumes
-        warm = self.pool.take(template, runtime_name) if self.pool is not None and use_pool else None
+        pool = None if req.volumes else self.pool
+        warm = pool.take(template, runtime_name) if pool is not None else None
         warm_image = None if req.volumes or warm is not None else self.template_snapshots.ready(template, runtime_name)
         if warm_image is not None:
             # Its start command already runs in the image: restored, not booted (corral/template_snapshots.py).
@@ -195,8 +195,8 @@ class SandboxManager:
             except RuntimeFailure as e:
                 log.warning("template %s: its memory snapshot did not restore (%s); booting cold", template.id, e)
                 self.template_snapshots.discard(template)
-        if warm is None and self.pool is not None and use_pool:
-            warm = await self.pool.wait_refill(template, runtime_name)
+        if warm is None and pool is not None:
+            warm = await pool.wait_refill(template, runtime_name)
         if warm is not None:
             try:
                 return await self._create(req, template, runtime_name, warm)

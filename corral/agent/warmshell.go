@@ -37,6 +37,9 @@ type warmState struct {
 	gen     atomic.Uint64 // bumped by /init: env vars or the default user changed
 }
 
+// warmRefillAfter: how long a running command may hold back the next warm shell.
+const warmRefillAfter = 100 * time.Millisecond
+
 // warmCommand is the CMD of a `bash -l -c CMD` request the warm shell can take:
 // no PTY, no stdin, nothing else on the command line.
 func warmCommand(req *startRequest) (string, bool) {
@@ -251,13 +254,19 @@ func (a *agent) claimWarm(req *startRequest, u *userInfo, cwd, cmd string, timeo
 		go p.pump(f, kinds[i], &wg)
 	}
 	go p.finish(a, w.outputs, &wg)
-	// The next shell starts once this command is done: the fork+exec and login
-	// start-up of a bash in gVisor take the CPU this command's round trip needs
-	// (started at claim time, they doubled it: ~11 ms -> ~5.5 ms p50 without).
+	// The next shell starts once this command is done, or warmRefillAfter into
+	// a longer one (a server started in the background): the fork+exec and
+	// login start-up of a bash in gVisor take the CPU a short command's round
+	// trip needs (started at claim time, they doubled it: ~11 -> ~5.5 ms p50).
 	// Waiting for a refill in progress, tried for commands back to back, was
 	// slower than the cold path.
 	go func() {
-		<-p.done
+		t := time.NewTimer(warmRefillAfter)
+		defer t.Stop()
+		select {
+		case <-p.done:
+		case <-t.C:
+		}
 		a.refillWarm()
 	}()
 	script := warmScript(cwd, req.Process.Envs, cmd)

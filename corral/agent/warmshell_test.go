@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -179,5 +180,42 @@ func TestInitPublishesEnvVarsForTheDefaultUser(t *testing.T) {
 	}
 	if leftovers, _ := filepath.Glob(filepath.Join(filepath.Dir(a.envFile), ".envs-*")); len(leftovers) != 0 {
 		t.Errorf("temp files left: %v", leftovers)
+	}
+}
+
+// A command that keeps running (a server started in the background) does not
+// hold back the next warm shell for long.
+func TestNextWarmShellDuringALongCommand(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	a := newAgent()
+	a.warm.enabled = true
+	a.refillWarm()
+	a.warm.mu.Lock()
+	first := a.warm.shell
+	a.warm.mu.Unlock()
+	if first == nil {
+		t.Fatal("no warm shell after refill")
+	}
+	cwd := "/"
+	req := &startRequest{Process: &processConfig{Cmd: "/bin/bash", Args: []string{"-l", "-c", "sleep 30"}, Cwd: &cwd}}
+	p, _, err := a.spawn(req, &userInfo{Name: "root", Home: "/"}, 0)
+	if err != nil || p.pid != first.pid {
+		t.Fatalf("spawn: %v (pid %d, warm %d)", err, p.pid, first.pid)
+	}
+	defer func() { _ = p.signal(syscall.SIGKILL) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		a.warm.mu.Lock()
+		next := a.warm.shell
+		a.warm.mu.Unlock()
+		if next != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no warm shell while a long command runs")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

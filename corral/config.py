@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     # for pool_idle_s is emptied unless listed in pool_prewarm (started with the server on its default runtime).
     pool_size: int = Field(default=2, ge=0)
     pool_max: int = Field(default=8, ge=0)
-    pool_max_total: int = Field(default=16, ge=0)  # ready members over all keys (memory: ~15 MB each on gVisor)
+    pool_max_total: int = Field(default=16, ge=0)  # ready members over all keys (gVisor: ~15 MB each; ~90 MB with Jupyter)
     pool_wait_s: float = Field(default=2.0, ge=0)  # a create that misses waits this long at most for a running refill
     pool_window_s: float = Field(default=10.0, gt=0)
     pool_idle_s: float = Field(default=600.0, gt=0)

@@ -301,5 +301,11 @@ async def test_members_of_a_template_with_a_start_command_are_restores_of_its_sn
         assert sid == member
         assert sid not in rt.started  # the start command was not run again
         assert rt.init_bodies[sid]["envVars"] == {"A": "1"} and rt.init_bodies[sid]["accessToken"]
+        # Members that run a start command cost real memory: a burst does not grow their pool past pool_size.
+        for _ in range(4):
+            await mgr.create(CreateRequest(team_id=team, template="ci", timeout_s=300))
+        await asyncio.sleep(0.5)
+        assert mgr.pool.target(("ci", "gvisor")) == pool_settings.pool_size
+        assert len(ready(mgr, "ci")) <= pool_settings.pool_size
     finally:
         await mgr.close(drain_s=5)

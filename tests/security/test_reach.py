@@ -92,10 +92,13 @@ def test_replayed_access_token_of_a_killed_sandbox_is_rejected(box: Sandbox, sdk
     info = httpx.get(f"{sdk_env.api_url}/sandboxes/{victim.sandbox_id}",
                      headers={"X-API-KEY": os.environ["E2B_API_KEY"]}).json()
     token = info["envdAccessToken"]
-    assert _envd_start(sdk_env, victim.sandbox_id, token).status_code == 200
+    ok = _envd_start(sdk_env, victim.sandbox_id, token)
+    assert ok.status_code == 200 and b'"start"' in ok.content and b"aGkK" in ok.content, ok.content
     victim.kill()
     r = _envd_start(sdk_env, victim.sandbox_id, token)
-    assert r.status_code in (401, 404, 502) and b"hi" not in r.content
+    # No process ran: no start event, no "hi\n" on stdout (base64 "aGkK" in the Connect stream). The error text names
+    # the sandbox id, which may contain "hi" itself.
+    assert r.status_code in (401, 404, 502) and b'"start"' not in r.content and b"aGkK" not in r.content, r.content
     # Nor does it open any other sandbox.
     fresh = create(box.tier, timeout=120, secure=True)  # type: ignore[attr-defined]
     try:

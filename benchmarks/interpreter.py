@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -28,8 +29,8 @@ def wait_template_snapshot(data_dir: Path, template_id: str, timeout: float = 12
 def bench_interpreter(tier: str, n: int, data_dir: Path, pool_size: int) -> list[Figure]:
     """`n` fresh sandboxes of code-interpreter-v1: Sandbox.create(), the first run_code on it (what an agent waits
     for after create), and create + first run_code together; then 3n trivial cells on one sandbox. On gVisor the
-    samples start once the template's memory snapshot exists, each once the template's warm pool (restores of that
-    snapshot) has refilled: the steady state, as for the base figures. runc has neither: its creates are cold."""
+    samples start once the template's memory snapshot exists and, with CORRAL_POOL_SNAPSHOT_RESTORES=1, each once the
+    template's warm pool (restores of that snapshot) has refilled. runc has neither: its creates are cold."""
     from e2b_code_interpreter import Sandbox
 
     meta = {"corral.runtime": tier}
@@ -40,8 +41,9 @@ def bench_interpreter(tier: str, n: int, data_dir: Path, pool_size: int) -> list
     create_ms: list[float] = []
     first_ms: list[float] = []
     total_ms: list[float] = []
+    pooled = snapshots and pool_size and os.environ.get("CORRAL_POOL_SNAPSHOT_RESTORES", "").lower() in ("1", "true")
     for _ in range(n):
-        if snapshots and pool_size:
+        if pooled:
             wait_pool_full(data_dir, tier, pool_size, timeout=30, template=TEMPLATE)
         t0 = time.perf_counter()
         sbx = Sandbox.create(metadata=meta)

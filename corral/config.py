@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     hibernate_after_s: float | None = Field(default=None, gt=0)
     # Templates with a start command are captured once with it running; their gVisor sandboxes restore that image.
     template_snapshots: bool = True
+    # Warm pool members of a template with a start command as restores of its memory snapshot (create ~30 ms for
+    # code-interpreter-v1). Off: in one CI run two such idle members' interpreter server spun at ~50 % of a core each
+    # for minutes after the restore (seen once; not yet understood), starving everything else on 2 cores.
+    pool_snapshot_restores: bool = False
 
 
     # Per-team quotas (corral/quotas.py): the defaults of teams without their own; None = unlimited.

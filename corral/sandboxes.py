@@ -106,7 +106,7 @@ class SandboxManager:
             net = network
             self.pool.on_ready = lambda h: net.apply(h.sandbox_id, h.sandbox_dir, EgressPolicy())
             self.pool.on_gone = net.forget
-        if self.pool is not None:
+        if self.pool is not None and settings.pool_snapshot_restores:
             self.pool.restore_spec = self._pool_restore_spec
         self.quotas = QuotaKeeper(lambda team_id: get_quota(self.db, settings, team_id))
         self._routes: dict[str, Route] = {}

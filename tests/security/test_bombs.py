@@ -31,6 +31,9 @@ BOMBS = {
 }
 
 
+NOISE_FLOOR_S = 0.010
+
+
 def echo_latency(sbx: Sandbox) -> float:
     """Median seconds of ROUNDS `echo` round trips through the SDK, 50 ms apart (an agent's pace: each command finds
     the agent's pre-started shell; back to back, every other one forks a bash, and that fork's cost under a
@@ -82,7 +85,10 @@ def test_bomb_next_to_a_neighbour(bomb: str, neighbour: Sandbox, sdk_env: Corral
             assert wait_until(lambda: _layer_full(attacker), timeout=60, interval=0.5)
         time.sleep(3)  # let it ramp up
         loaded = echo_latency(neighbour)
-        if loaded > 2 * idle:
+        # 2x the idle round trip, but never less than 2x NOISE_FLOOR_S: a warm runc echo takes ~3-4 ms, where a few
+        # ms of scheduling on a shared 2-core host would read as a broken isolation.
+        budget = 2 * max(idle, NOISE_FLOOR_S)
+        if loaded > budget:
             # Other test runs share this host's two cores, so one window of 10 echoes can hit their burst: judge by
             # the median of three loaded medians (the bomb still runs; all tries are recorded).
             tries = [loaded, echo_latency(neighbour), echo_latency(neighbour)]
@@ -97,7 +103,7 @@ def test_bomb_next_to_a_neighbour(bomb: str, neighbour: Sandbox, sdk_env: Corral
             attacker_state = "dead"
         _record({"tier": tier, "bomb": bomb, "idle_ms": round(idle * 1000, 1), "loaded_ms": round(loaded * 1000, 1),
                  "ratio": round(loaded / idle, 2), "attacker": attacker_state, **extra})
-        assert loaded <= 2 * idle, f"{bomb} on {tier}: neighbour echo {loaded * 1000:.1f} ms vs idle {idle * 1000:.1f}"
+        assert loaded <= budget, f"{bomb} on {tier}: neighbour echo {loaded * 1000:.1f} ms vs idle {idle * 1000:.1f}"
         if not attacker_alive and bomb in ("memory bomb", "fork bomb") and tier == "gvisor":
             # gVisor: the whole sandbox died at its limit (its kernel is one host process); the server says why.
             # A fork bomb's tasks also eat memory: either limit may be the one that stopped it.

@@ -44,18 +44,7 @@ func TestWarmScriptQuotesEverything(t *testing.T) {
 // The warm shell runs the command with the request's cwd and env, reports its
 // exit code, and a new one is ready for the next command.
 func TestWarmShellRunsCommandsLikeBashLC(t *testing.T) {
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("no bash")
-	}
-	a := newAgent()
-	a.warm.enabled = true
-	a.refillWarm()
-	a.warm.mu.Lock()
-	first := a.warm.shell
-	a.warm.mu.Unlock()
-	if first == nil {
-		t.Fatal("no warm shell after refill")
-	}
+	a, first := agentWithWarmShell(t)
 	root := &userInfo{Name: "root", Home: "/"}
 	run := func(cmd string, envs map[string]string, cwd string) (int, string, string, int32) {
 		req := &startRequest{Process: &processConfig{Cmd: "/bin/bash", Args: []string{"-l", "-c", cmd}, Envs: envs, Cwd: &cwd}}
@@ -186,18 +175,7 @@ func TestInitPublishesEnvVarsForTheDefaultUser(t *testing.T) {
 // A command that keeps running (a server started in the background) does not
 // hold back the next warm shell for long.
 func TestNextWarmShellDuringALongCommand(t *testing.T) {
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("no bash")
-	}
-	a := newAgent()
-	a.warm.enabled = true
-	a.refillWarm()
-	a.warm.mu.Lock()
-	first := a.warm.shell
-	a.warm.mu.Unlock()
-	if first == nil {
-		t.Fatal("no warm shell after refill")
-	}
+	a, first := agentWithWarmShell(t)
 	cwd := "/"
 	req := &startRequest{Process: &processConfig{Cmd: "/bin/bash", Args: []string{"-l", "-c", "sleep 30"}, Cwd: &cwd}}
 	p, _, err := a.spawn(req, &userInfo{Name: "root", Home: "/"}, 0)
@@ -218,4 +196,22 @@ func TestNextWarmShellDuringALongCommand(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// agentWithWarmShell is an agent (warm shell on) whose first warm shell is up.
+func agentWithWarmShell(t *testing.T) (*agent, *warmShell) {
+	t.Helper()
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("no bash")
+	}
+	a := newAgent()
+	a.warm.enabled = true
+	a.refillWarm()
+	a.warm.mu.Lock()
+	first := a.warm.shell
+	a.warm.mu.Unlock()
+	if first == nil {
+		t.Fatal("no warm shell after refill")
+	}
+	return a, first
 }
